@@ -1,0 +1,245 @@
+package adaptertest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/adapters/adaptertest"
+)
+
+// The suite is only worth something if a broken adapter fails it. These
+// tests run it against an in-memory fake broker: once as written (it must
+// pass), and once per deliberate flaw (the named subtest must fail).
+
+const (
+	fakeMaxPayload = 4096
+	fakeBatchLimit = 10
+	// flawEnv selects the flaw in the child process of TestSuiteCatchesFlaws.
+	flawEnv = "ADAPTERTEST_FAKE_FLAW"
+)
+
+// Flaws, each with the subtest that must catch it.
+var flaws = []struct{ name, subtest string }{
+	{"reencode", "PublishOne"},
+	{"lose-id", "PublishOne"},
+	{"empty-batch-panics", "EmptyBatch"},
+	{"cut-at-batch-limit", "LargeBatch"},
+	{"short-results", "LargeBatch"},
+	{"no-duplicate-flag", "Duplicates"},
+	{"store-duplicates", "Duplicates"},
+	{"reverse-batch", "PartitionKeyOrder"},
+	{"oversize-transient", "Oversize"},
+	{"oversize-fails-batch", "Oversize"},
+	{"cancel-lies", "CancelledContext"},
+	{"publish-after-close-panics", "Close"},
+	{"publish-after-close-succeeds", "Close"},
+	{"down-reports-success", "BrokerDown"},
+	{"down-waits-for-deadline", "BrokerDown"},
+	{"down-permanent", "BrokerDown"},
+	{"close-leaks-goroutine", "NoGoroutineLeak"},
+}
+
+func TestFakeConforms(t *testing.T) {
+	adaptertest.Run(t, fakeHarness(""))
+}
+
+// TestSuiteCatchesFlaws runs the suite against each flawed fake in a child
+// process, since a failing subtest cannot be observed from inside the same
+// test binary without failing this test too.
+func TestSuiteCatchesFlaws(t *testing.T) {
+	if os.Getenv(flawEnv) != "" {
+		t.Skip("child process")
+	}
+	for _, f := range flaws {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), os.Args[0],
+				"-test.run=^TestFlawedFake$/^"+f.subtest+"$", "-test.count=1")
+			cmd.Env = append(os.Environ(), flawEnv+"="+f.name)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("suite passed an adapter with flaw %q; output:\n%s", f.name, out)
+			}
+			if want := "--- FAIL: TestFlawedFake/" + f.subtest; !bytes.Contains(out, []byte(want)) {
+				t.Fatalf("want %q in output:\n%s", want, out)
+			}
+		})
+	}
+}
+
+// TestFlawedFake only runs in TestSuiteCatchesFlaws' child processes.
+func TestFlawedFake(t *testing.T) {
+	flaw := os.Getenv(flawEnv)
+	if flaw == "" {
+		t.Skip("runs only as a child of TestSuiteCatchesFlaws")
+	}
+	adaptertest.Run(t, fakeHarness(flaw))
+}
+
+func fakeHarness(flaw string) adaptertest.Harness {
+	return adaptertest.Harness{
+		Open: func(t *testing.T) (adapters.Publisher, adaptertest.Destination) {
+			b := &fakeBroker{seen: map[string]bool{}}
+			return newFakePublisher(b, flaw), b
+		},
+		OpenDown: func(t *testing.T) adapters.Publisher {
+			return newFakePublisher(&fakeBroker{seen: map[string]bool{}, down: true}, flaw)
+		},
+		MaxPayload:     fakeMaxPayload,
+		BatchLimit:     fakeBatchLimit,
+		Dedupe:         true,
+		ReceiveTimeout: 2 * time.Second,
+		SettleTime:     20 * time.Millisecond,
+	}
+}
+
+// fakeBroker stores messages in memory and drops ids it has seen.
+type fakeBroker struct {
+	mu     sync.Mutex
+	stored []adaptertest.Received
+	seen   map[string]bool
+	read   int
+	down   bool
+}
+
+// store reports whether id was a duplicate.
+func (b *fakeBroker) store(id string, payload []byte, keepDuplicate bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dup := b.seen[id]
+	if !dup || keepDuplicate {
+		b.stored = append(b.stored, adaptertest.Received{ID: id, Payload: slices.Clone(payload)})
+	}
+	b.seen[id] = true
+	return dup
+}
+
+func (b *fakeBroker) Receive(ctx context.Context, max int) ([]adaptertest.Received, error) {
+	var got []adaptertest.Received
+	for {
+		b.mu.Lock()
+		for b.read < len(b.stored) && len(got) < max {
+			got = append(got, b.stored[b.read])
+			b.read++
+		}
+		b.mu.Unlock()
+		if len(got) == max {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return got, nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// fakePublisher runs a background goroutine, as real clients do (a
+// connection's reader, say), which Close stops and waits for.
+type fakePublisher struct {
+	b         *fakeBroker
+	flaw      string
+	closed    bool
+	closeOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
+}
+
+func newFakePublisher(b *fakeBroker, flaw string) *fakePublisher {
+	p := &fakePublisher{b: b, flaw: flaw, stop: make(chan struct{})}
+	p.wg.Go(func() { <-p.stop })
+	return p
+}
+
+func (p *fakePublisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+	if len(msgs) == 0 && p.flaw == "empty-batch-panics" {
+		panic("empty batch")
+	}
+	if p.closed {
+		switch p.flaw {
+		case "publish-after-close-panics":
+			panic("closed")
+		case "publish-after-close-succeeds":
+		default:
+			return adapters.FailAll(len(msgs), errors.New("fake: closed"))
+		}
+	}
+	if p.b.down {
+		switch p.flaw {
+		case "down-reports-success":
+			return make([]adapters.Result, len(msgs))
+		case "down-waits-for-deadline":
+			<-ctx.Done()
+			return adapters.FailAll(len(msgs), ctx.Err())
+		}
+		err := errors.New("fake: broker unreachable")
+		if p.flaw == "down-permanent" {
+			err = adapters.Permanent(err)
+		}
+		return adapters.FailAll(len(msgs), err)
+	}
+	order := make([]int, len(msgs))
+	for i := range order {
+		order[i] = i
+	}
+	if p.flaw == "reverse-batch" {
+		slices.Reverse(order)
+	}
+	res := make([]adapters.Result, len(msgs))
+	for n, i := range order {
+		m := msgs[i]
+		switch {
+		case p.flaw == "cut-at-batch-limit" && n >= fakeBatchLimit:
+			continue // silently lost, reported sent
+		case len(m.Payload) > fakeMaxPayload:
+			err := fmt.Errorf("fake: %d bytes over limit %d", len(m.Payload), fakeMaxPayload)
+			switch p.flaw {
+			case "oversize-transient":
+				res[i].Err = err
+			case "oversize-fails-batch":
+				return adapters.FailAll(len(msgs), adapters.Permanent(err))
+			default:
+				res[i].Err = adapters.Permanent(err)
+			}
+			continue
+		case ctx.Err() != nil:
+			res[i].Err = ctx.Err()
+			if p.flaw != "cancel-lies" {
+				continue
+			}
+		}
+		payload, id := m.Payload, m.ID
+		switch p.flaw {
+		case "reencode":
+			payload = bytes.TrimSpace(payload)
+		case "lose-id":
+			id = strings.ToUpper(id)
+		}
+		dup := p.b.store(id, payload, p.flaw == "store-duplicates")
+		res[i].Duplicate = dup && p.flaw != "no-duplicate-flag"
+	}
+	if p.flaw == "short-results" && len(res) > 1 {
+		return res[:len(res)-1]
+	}
+	return res
+}
+
+func (p *fakePublisher) Close() error {
+	p.closed = true
+	if p.flaw == "close-leaks-goroutine" {
+		return nil
+	}
+	p.closeOnce.Do(func() { close(p.stop) })
+	p.wg.Wait()
+	return nil
+}

@@ -1,0 +1,70 @@
+// Package webhook delivers Herald's events over HTTPS to registered
+// endpoints, signed per the Standard Webhooks specification, for subscribers
+// for whom a broker is too much.
+//
+// # Model
+//
+// A Publisher holds a set of endpoints (Endpoint: a name, a URL, one or
+// more secrets, event-type globs, extra headers, an enabled flag). Every
+// event goes to each enabled endpoint whose Types match its CloudEvents
+// type as one POST:
+//
+//   - body: the stored CloudEvent, structured JSON, byte for byte, the same
+//     on every retry; Content-Type application/cloudevents+json;
+//   - webhook-id: the event id, the receiver's idempotency key;
+//   - webhook-timestamp: the attempt's time (Unix seconds), fresh on every
+//     attempt so receivers can refuse replays;
+//   - webhook-signature: "v1,<base64 HMAC-SHA256>" per secret, space
+//     separated (package pkg/webhooks signs and verifies);
+//   - traceparent, when the event has one, and the endpoint's own headers.
+//
+// A message's Result is nil when every matching endpoint answered 2xx (an
+// event no endpoint subscribes to counts as sent). Otherwise it is the
+// failing endpoint's *EndpointError, or a *DeliveryError listing several;
+// both name the endpoints. There is no duplicate detection on the sending
+// side: a retry goes to every matching endpoint again, including those that
+// had accepted the event, and receivers drop the copy by webhook-id.
+// Independent progress per endpoint needs per-destination outbox rows in the
+// relay, a later change.
+//
+// # Responses
+//
+//   - 2xx: delivered.
+//   - 410 Gone: permanent; the endpoint is disabled for the rest of the
+//     Publisher's life (until SetEndpoints) and WithOnDisabled is told.
+//   - 408, 425, 429, 5xx: transient, ErrUnavailable. A Retry-After header
+//     (seconds or HTTP date) is reported in EndpointError.RetryAfter and by
+//     RetryAfter(err); the relay should not retry sooner.
+//   - 3xx: permanent; redirects are never followed.
+//   - other 4xx (400, 401, 403, 404, 413, …): permanent, ErrRejected: the
+//     receiver refused these exact bytes, and resending them cannot change
+//     that. The relay dead-letters the event; replay it once the receiver
+//     is fixed.
+//   - no response: transient (refused connection, reset, ErrTimeout after
+//     WithTimeout).
+//
+// Only the first 64 KiB of a response body are read, and its first bytes are
+// quoted in the error.
+//
+// # Isolation
+//
+// Publish serves each endpoint from its own goroutine with at most
+// WithConcurrency requests in flight, so a slow endpoint never holds back
+// deliveries to the others; each request is bounded by WithTimeout, and
+// Publish returns when every endpoint is done. Events sharing a partition
+// key go to an endpoint one at a time, in order; if one fails, the later
+// ones of that key are not sent to that endpoint (ErrEarlierFailed).
+//
+// # SSRF guard
+//
+// Endpoint URLs come from subscribers, so the Publisher refuses to be
+// pointed inside the network it runs in. URLs must be https, except for
+// hosts given to WithAllowHTTPHosts and IP literals inside WithAllowCIDRs.
+// Every address is checked after DNS resolution, when the connection is
+// dialled, which defeats DNS rebinding: loopback, link-local, private,
+// unique-local, carrier-grade NAT, multicast and unspecified addresses are
+// refused unless inside WithAllowCIDRs, and cloud metadata addresses
+// (169.254.169.254, fd00:ec2::254, 100.100.100.200) unless listed exactly.
+// A refused address fails permanently with ErrBlockedAddress. No HTTP proxy
+// is used: the guard would be checking the proxy's address.
+package webhook

@@ -1,0 +1,130 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/heraldhq/herald/pkg/webhooks"
+)
+
+// Endpoint is one subscriber's URL and what it receives.
+type Endpoint struct {
+	// Name identifies the endpoint in errors, logs and callbacks. Required,
+	// unique within a Publisher.
+	Name string
+	// URL receives a POST per event: https, or http when allowlisted.
+	URL string
+	// Secrets sign every request, each giving one signature in
+	// webhook-signature. Normally one; during a rotation the new secret
+	// first and the old ones after it, until they expire (the caller drops
+	// expired secrets). At least one, each 24 to 64 bytes.
+	Secrets [][]byte
+	// Types are globs over the CloudEvents type ("io.herald.portal.*",
+	// path.Match syntax, where * also matches dots); an event is sent when
+	// any matches. Empty means every event.
+	Types []string
+	// Headers are extra request headers (an API gateway key, say). They
+	// cannot replace the headers the Publisher sets itself.
+	Headers map[string]string
+	// Enabled must be true for the endpoint to receive anything.
+	Enabled bool
+}
+
+// reservedHeaders are set by the Publisher on every request.
+func reservedHeaders() [8]string {
+	return [...]string{
+		"Content-Type", "Content-Length", "Host", "User-Agent", "Traceparent",
+		http.CanonicalHeaderKey(webhooks.HeaderID),
+		http.CanonicalHeaderKey(webhooks.HeaderTimestamp),
+		http.CanonicalHeaderKey(webhooks.HeaderSignature),
+	}
+}
+
+// endpoint is a validated Endpoint.
+type endpoint struct {
+	Endpoint
+	url    *url.URL
+	header http.Header
+}
+
+func (g *guard) validate(eps []Endpoint) ([]*endpoint, error) {
+	seen := map[string]bool{}
+	out := make([]*endpoint, 0, len(eps))
+	for i, ep := range eps {
+		name := ep.Name
+		if name == "" {
+			return nil, fmt.Errorf("endpoint %d: name is required", i)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("endpoint %q: duplicate name", name)
+		}
+		seen[name] = true
+		e, err := g.validateOne(ep)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", name, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (g *guard) validateOne(ep Endpoint) (*endpoint, error) {
+	u, err := g.checkURL(ep.URL)
+	if err != nil {
+		return nil, err
+	}
+	if len(ep.Secrets) == 0 {
+		return nil, errors.New("at least one secret is required")
+	}
+	for i, s := range ep.Secrets {
+		if len(s) < webhooks.MinSecretSize || len(s) > webhooks.MaxSecretSize {
+			return nil, fmt.Errorf("secret %d: %d bytes, want %d to %d", i, len(s), webhooks.MinSecretSize, webhooks.MaxSecretSize)
+		}
+	}
+	for _, t := range ep.Types {
+		if _, err := path.Match(t, ""); err != nil || t == "" {
+			return nil, fmt.Errorf("invalid type glob %q", t)
+		}
+	}
+	h := http.Header{}
+	for k, v := range ep.Headers {
+		ck := http.CanonicalHeaderKey(k)
+		switch {
+		case k == "" || strings.ContainsAny(k, " \t\r\n:"):
+			return nil, fmt.Errorf("invalid header name %q", k)
+		case strings.ContainsAny(v, "\r\n"):
+			return nil, fmt.Errorf("header %q: value contains a line break", k)
+		}
+		for _, r := range reservedHeaders() {
+			if ck == r {
+				return nil, fmt.Errorf("header %q is set by the publisher", k)
+			}
+		}
+		h.Set(ck, v)
+	}
+	cp := ep
+	cp.Secrets = make([][]byte, len(ep.Secrets))
+	for i, s := range ep.Secrets {
+		cp.Secrets[i] = append([]byte(nil), s...)
+	}
+	cp.Types = append([]string(nil), ep.Types...)
+	cp.Headers = nil
+	return &endpoint{Endpoint: cp, url: u, header: h}, nil
+}
+
+// matches reports whether the endpoint subscribes to an event type.
+func (e *endpoint) matches(eventType string) bool {
+	if len(e.Types) == 0 {
+		return true
+	}
+	for _, t := range e.Types {
+		if ok, _ := path.Match(t, eventType); ok {
+			return true
+		}
+	}
+	return false
+}

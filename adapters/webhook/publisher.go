@@ -1,0 +1,403 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/pkg/webhooks"
+)
+
+// ContentType is the Content-Type of every request: the body is the stored
+// CloudEvent in the structured JSON format.
+const ContentType = "application/cloudevents+json"
+
+// Publisher delivers events to a set of webhook endpoints. It implements
+// adapters.Publisher; create it with New.
+type Publisher struct {
+	cfg       config
+	client    *http.Client
+	transport *http.Transport
+	log       *slog.Logger
+
+	mu        sync.Mutex
+	endpoints []*endpoint
+	// disabled names endpoints that answered 410 since the last
+	// SetEndpoints; they receive nothing more.
+	disabled map[string]bool
+	closed   bool
+	// inflight counts Publish calls running, so Close can wait for them.
+	inflight sync.WaitGroup
+}
+
+var _ adapters.Publisher = (*Publisher)(nil)
+
+// New returns a Publisher for endpoints. Every endpoint is validated (name,
+// URL and the SSRF rules, secrets, type globs, headers), with an error naming
+// the endpoint. New does not contact the endpoints.
+func New(endpoints []Endpoint, opts ...Option) (*Publisher, error) {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	eps, err := cfg.guard.validate(endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	tlsConfig := cfg.tlsConfig
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{}
+	}
+	tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
+	transport := &http.Transport{
+		// No proxy: the guard checks the address dialled, which would be the
+		// proxy's, not the endpoint's.
+		Proxy:               nil,
+		DialContext:         cfg.guard.dialer().DialContext,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: defaultDialTimeout,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: cfg.concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		// Response bodies are drained and dropped; nothing to decompress.
+		DisableCompression: true,
+	}
+	return &Publisher{
+		cfg:       cfg,
+		transport: transport,
+		client: &http.Client{
+			Transport: transport,
+			// A redirect is reported, not followed: following it would send
+			// the event to a URL nobody registered and the guard never saw
+			// in the endpoint list.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		log:       cfg.logger,
+		endpoints: eps,
+		disabled:  map[string]bool{},
+	}, nil
+}
+
+// SetEndpoints replaces the endpoint set, e.g. after the admin API changed a
+// subscription. It validates like New and, on error, keeps the old set. It
+// also forgets which endpoints were disabled after a 410: the caller's list
+// is authoritative. A Publish already running keeps the set it started with.
+func (p *Publisher) SetEndpoints(endpoints []Endpoint) error {
+	eps, err := p.cfg.guard.validate(endpoints)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.endpoints = eps
+	p.disabled = map[string]bool{}
+	return nil
+}
+
+// Publish sends each message to every enabled endpoint whose Types match its
+// type and returns one Result per message. A message is sent when every such
+// endpoint answered 2xx; a message no endpoint subscribes to counts as sent.
+//
+// Endpoints are served concurrently, each by its own goroutine with at most
+// WithConcurrency requests in flight, so a slow endpoint does not hold back
+// the others' deliveries (though Publish returns only when all are done or
+// timed out). Messages sharing a partition key go to each endpoint one after
+// another, in order.
+func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+	res := make([]adapters.Result, len(msgs))
+	if len(msgs) == 0 {
+		return res
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return adapters.FailAll(len(msgs), ErrClosed)
+	}
+	p.inflight.Add(1)
+	defer p.inflight.Done()
+	var eps []*endpoint
+	for _, e := range p.endpoints {
+		if e.Enabled && !p.disabled[e.Name] {
+			eps = append(eps, e)
+		}
+	}
+	p.mu.Unlock()
+
+	sendable := make([]bool, len(msgs))
+	for i, m := range msgs {
+		switch {
+		case len(m.Payload) > p.cfg.maxBodySize:
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Payload), p.cfg.maxBodySize))
+		case !validID(m.ID):
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %q", ErrInvalidID, m.ID))
+		default:
+			sendable[i] = true
+		}
+	}
+
+	// failures[e][i] is endpoint e's error for message i; each endpoint's
+	// goroutine writes only its own row.
+	failures := make([][]*EndpointError, len(eps))
+	gone := make([]bool, len(eps))
+	var wg sync.WaitGroup
+	for e, ep := range eps {
+		var idx []int
+		for i, m := range msgs {
+			if sendable[i] && ep.matches(m.Type) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		failures[e] = make([]*EndpointError, len(msgs))
+		wg.Go(func() { gone[e] = p.deliverAll(ctx, ep, msgs, idx, failures[e]) })
+	}
+	wg.Wait()
+
+	for i := range msgs {
+		var failed []*EndpointError
+		for e := range eps {
+			if failures[e] != nil && failures[e][i] != nil {
+				failed = append(failed, failures[e][i])
+			}
+		}
+		if err := combine(failed); err != nil {
+			res[i].Err = err
+		}
+	}
+	for e, ep := range eps {
+		if gone[e] {
+			p.disable(ep.Name)
+		}
+	}
+	return res
+}
+
+// disable stops deliveries to an endpoint that answered 410 and tells the
+// caller.
+func (p *Publisher) disable(name string) {
+	p.mu.Lock()
+	p.disabled[name] = true
+	p.mu.Unlock()
+	reason := fmt.Errorf("%w: answered 410 Gone", ErrGone)
+	p.log.Warn("webhook: endpoint disabled", "endpoint", name, "reason", reason)
+	if p.cfg.onDisabled != nil {
+		p.cfg.onDisabled(name, reason)
+	}
+}
+
+// deliverAll sends msgs[idx] to one endpoint with bounded concurrency and
+// records each failure in out. It reports whether the endpoint answered 410.
+func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapters.Message, idx []int, out []*EndpointError) bool {
+	// A lane is the messages of one partition key, in order; a message
+	// without a key is a lane of its own.
+	var lanes [][]int
+	laneOf := map[string]int{}
+	for _, i := range idx {
+		key := msgs[i].PartitionKey
+		if key == "" {
+			lanes = append(lanes, []int{i})
+			continue
+		}
+		l, ok := laneOf[key]
+		if !ok {
+			l = len(lanes)
+			laneOf[key] = l
+			lanes = append(lanes, nil)
+		}
+		lanes[l] = append(lanes[l], i)
+	}
+	queue := make(chan []int, len(lanes))
+	for _, l := range lanes {
+		queue <- l
+	}
+	close(queue)
+
+	var gone atomic.Bool
+	var wg sync.WaitGroup
+	for range min(p.cfg.concurrency, len(lanes)) {
+		wg.Go(func() {
+			for lane := range queue {
+				p.deliverLane(ctx, ep, msgs, lane, out, &gone)
+			}
+		})
+	}
+	wg.Wait()
+	return gone.Load()
+}
+
+func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapters.Message, lane []int, out []*EndpointError, gone *atomic.Bool) {
+	earlierFailed := false
+	for _, i := range lane {
+		switch {
+		case ctx.Err() != nil:
+			out[i] = &EndpointError{Endpoint: ep.Name, Err: fmt.Errorf("not sent: %w", ctx.Err())}
+		case gone.Load():
+			out[i] = &EndpointError{Endpoint: ep.Name, StatusCode: http.StatusGone,
+				Err: adapters.Permanent(fmt.Errorf("%w: not sent, the endpoint answered 410 to an earlier event", ErrGone))}
+		case earlierFailed:
+			out[i] = &EndpointError{Endpoint: ep.Name, Err: ErrEarlierFailed}
+		default:
+			if err := p.deliver(ctx, ep, msgs[i]); err != nil {
+				out[i] = err
+				earlierFailed = true
+				if errors.Is(err, ErrGone) {
+					gone.Store(true)
+				}
+			}
+		}
+	}
+}
+
+// deliver makes one attempt to send one message to one endpoint.
+func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Message) *EndpointError {
+	reqCtx, cancel := context.WithTimeout(ctx, p.cfg.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, ep.url.String(), bytes.NewReader(msg.Payload))
+	if err != nil {
+		return &EndpointError{Endpoint: ep.Name, Err: adapters.Permanent(fmt.Errorf("build request: %w", err))}
+	}
+	req.Header = ep.header.Clone()
+	ts := p.cfg.now()
+	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set(webhooks.HeaderID, msg.ID)
+	req.Header.Set(webhooks.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(webhooks.HeaderSignature, webhooks.SignAll(ep.Secrets, msg.ID, ts, msg.Payload))
+	if msg.TraceParent != "" {
+		req.Header.Set("Traceparent", msg.TraceParent)
+	}
+
+	start := time.Now()
+	resp, err := p.client.Do(req)
+	if err != nil {
+		e := p.requestError(ctx, ep, err)
+		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "err", e.Err, "duration", time.Since(start))
+		return e
+	}
+	defer func() { _ = resp.Body.Close() }()
+	// Read (a bounded amount of) the body so the connection can be reused;
+	// the first bytes explain a failure.
+	var head bytes.Buffer
+	_, _ = io.Copy(&head, io.LimitReader(resp.Body, errorBodyLimit))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, ResponseReadLimit-errorBodyLimit))
+	e := classify(ep.Name, resp, head.Bytes(), p.cfg.now())
+	if e != nil {
+		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "err", e.Err, "duration", time.Since(start))
+		return e
+	}
+	p.log.Debug("webhook: delivered", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "duration", time.Since(start))
+	return nil
+}
+
+// requestError describes a request that got no response.
+func (p *Publisher) requestError(ctx context.Context, ep *endpoint, err error) *EndpointError {
+	// url.Error repeats the URL, whose query may hold a token.
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: no response within %s", ErrTimeout, p.cfg.timeout)
+	}
+	return &EndpointError{Endpoint: ep.Name, Err: fmt.Errorf("post: %w", err)}
+}
+
+// classify turns a response into nil (2xx) or the endpoint's error.
+//
+// Permanent: 410 (and the endpoint is disabled), 3xx (redirects are not
+// followed; the URL must be updated), and the other 4xx: the receiver
+// rejected this request as such (400 malformed, 401/403 signature or
+// authorisation, 404 wrong URL, 413 too large) and sending the same bytes
+// again cannot change that. Such events are dead-lettered, and can be
+// replayed once the receiver is fixed. Transient: 408, 425, 429 and every
+// 5xx, honouring Retry-After.
+func classify(name string, resp *http.Response, head []byte, now time.Time) *EndpointError {
+	code := resp.StatusCode
+	if code >= 200 && code <= 299 {
+		return nil
+	}
+	e := &EndpointError{Endpoint: name, StatusCode: code}
+	detail := resp.Status
+	if len(head) > 0 {
+		detail += fmt.Sprintf(" %q", head)
+	}
+	switch {
+	case code == http.StatusGone:
+		e.Err = adapters.Permanent(fmt.Errorf("%w: %s", ErrGone, detail))
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		e.Err = fmt.Errorf("%w: %s", ErrUnavailable, detail)
+		if e.RetryAfter > 0 {
+			e.Err = fmt.Errorf("%w: %s, retry after %s", ErrUnavailable, detail, e.RetryAfter)
+		}
+	case code >= 300 && code <= 399:
+		e.Err = adapters.Permanent(fmt.Errorf("%w: %s (redirect to %q not followed; update the endpoint URL)",
+			ErrRejected, detail, resp.Header.Get("Location")))
+	case code >= 400 && code <= 499:
+		e.Err = adapters.Permanent(fmt.Errorf("%w: %s", ErrRejected, detail))
+	default:
+		e.Err = fmt.Errorf("%w: %s", ErrUnavailable, detail)
+	}
+	return e
+}
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date; 0 when it is
+// absent, malformed or already past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(365*24*time.Hour/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}
+
+// validID reports whether an event id can travel unchanged in a header and
+// be signed unambiguously.
+func validID(id string) bool {
+	if id == "" {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Close waits for running Publish calls and releases idle connections.
+// Publish after Close fails every message with ErrClosed. Close is
+// idempotent.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.inflight.Wait()
+	p.transport.CloseIdleConnections()
+	return nil
+}

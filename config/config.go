@@ -1,0 +1,433 @@
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is everything Herald reads at boot. Each field's koanf tag is its key
+// in the YAML file, and the tags alone define the set of known keys and
+// HERALD_* variables.
+type Config struct {
+	Database Database `koanf:"database"`
+	// Adapter names the broker adapter. Only "nats" is implemented; "sqs",
+	// "servicebus" and "webhook" are reserved for the adapters that follow.
+	Adapter    string     `koanf:"adapter"`
+	NATS       NATS       `koanf:"nats"`
+	Relay      Relay      `koanf:"relay"`
+	Log        Log        `koanf:"log"`
+	HTTP       HTTP       `koanf:"http"`
+	SQS        SQS        `koanf:"sqs"`
+	ServiceBus ServiceBus `koanf:"servicebus"`
+}
+
+// SQS configures the AWS SQS adapter; validated only when adapter=sqs.
+// Credentials come from the default AWS chain (environment, shared profile,
+// IRSA web identity, instance role), never from this file.
+type SQS struct {
+	// QueueURL is the queue; a name ending in .fifo is a FIFO queue.
+	QueueURL string `koanf:"queue_url"`
+	// Region overrides the region from the environment.
+	Region string `koanf:"region"`
+	// Endpoint overrides the SQS endpoint (VPC endpoint, emulator).
+	Endpoint string `koanf:"endpoint"`
+	// MessageGroupID is the FIFO group of events without a partition key.
+	MessageGroupID string `koanf:"message_group_id"`
+	// MaxMessageSize is the largest message in bytes; 0 is SQS's maximum.
+	MaxMessageSize int `koanf:"max_message_size"`
+}
+
+// ServiceBus configures the Azure Service Bus adapter; validated only when
+// adapter=servicebus.
+type ServiceBus struct {
+	// ConnectionString authenticates with a SAS key; pass it as
+	// HERALD_SERVICEBUS_CONNECTION_STRING. Alternatively Namespace, with
+	// Azure's default credential chain (workload identity on AKS).
+	ConnectionString string `koanf:"connection_string"`
+	// Namespace is the fully qualified host, e.g. herald.servicebus.windows.net.
+	Namespace string `koanf:"namespace"`
+	// Queue or Topic: exactly one.
+	Queue string `koanf:"queue"`
+	Topic string `koanf:"topic"`
+	// Binding is "structured" or "binary" (the CloudEvents AMQP binding).
+	Binding string `koanf:"binding"`
+	// Sessions sets SessionId = partition key; the entity must be
+	// session-enabled.
+	Sessions bool `koanf:"sessions"`
+	// Partitioned is true for a partitioned entity.
+	Partitioned bool `koanf:"partitioned"`
+}
+
+// HTTP configures the HTTP endpoint: /metrics, /healthz, /readyz, and the
+// audit-record ingest when it is on.
+type HTTP struct {
+	// Listen is the address to serve on, e.g. ":9090"; empty serves nothing.
+	Listen string `koanf:"listen"`
+	// IngestToken turns on POST /v1/audit-records (the portal pushes audit
+	// records) and is the bearer token it requires; pass it as
+	// HERALD_HTTP_INGEST_TOKEN. Empty: no ingest endpoint.
+	IngestToken string `koanf:"ingest_token"`
+}
+
+// Database is where the outbox table lives.
+type Database struct {
+	// Driver is "sqlite", "postgres" or "mysql" (MySQL 8 and MariaDB 10.6+).
+	Driver string `koanf:"driver"`
+	// DSN is the data source: for sqlite a file path, for postgres a URL
+	// (postgres://user:pass@host:5432/db?sslmode=require), for mysql the
+	// go-sql-driver form (user:pass@tcp(host:3306)/db).
+	DSN string `koanf:"dsn"`
+}
+
+// NATS configures the NATS JetStream adapter. It is validated only when
+// Adapter is "nats".
+type NATS struct {
+	// URL is "embedded" for an in-process server, or one or more
+	// comma-separated nats:// or tls:// URLs.
+	URL string `koanf:"url"`
+	// EmbeddedStoreDir is the embedded server's JetStream storage directory.
+	EmbeddedStoreDir string `koanf:"embedded_store_dir"`
+	// Stream is the JetStream stream events are published into.
+	Stream string `koanf:"stream"`
+	// StreamSubjects are the stream's subjects when Herald provisions it.
+	StreamSubjects []string `koanf:"stream_subjects"`
+	// SubjectTemplate builds each event's subject; the adapter defines its
+	// placeholders, such as {type}.
+	SubjectTemplate string `koanf:"subject_template"`
+	// ProvisionStream makes Herald create or update the stream at boot.
+	ProvisionStream bool `koanf:"provision_stream"`
+	// DuplicateWindow is how long JetStream remembers event ids to drop
+	// re-publishes.
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	// MaxPendingAcks bounds publishes awaiting a JetStream ack.
+	MaxPendingAcks int `koanf:"max_pending_acks"`
+	// AckTimeout is how long one publish waits for its ack.
+	AckTimeout time.Duration `koanf:"ack_timeout"`
+	// Binding is the CloudEvents NATS binding: "structured" (the JSON
+	// event is the body) or "binary" (data is the body, attributes ce-*
+	// headers).
+	Binding string `koanf:"binding"`
+	// Authentication: at most one of creds_file, nkey_seed_file, token,
+	// user (with password).
+	CredsFile    string  `koanf:"creds_file"`
+	NKeySeedFile string  `koanf:"nkey_seed_file"`
+	Token        string  `koanf:"token"`
+	User         string  `koanf:"user"`
+	Password     string  `koanf:"password"`
+	TLS          NATSTLS `koanf:"tls"`
+}
+
+// NATSTLS configures TLS to the NATS servers: a CA to trust (empty: the
+// system's), and a client certificate for mTLS.
+type NATSTLS struct {
+	CAFile   string `koanf:"ca_file"`
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+}
+
+// Relay configures the loop that claims outbox rows and publishes them.
+type Relay struct {
+	BatchSize    int           `koanf:"batch_size"`
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// Lease is how long a claim on a batch lasts. It must outlive a publish
+	// (nats.ack_timeout), or another relay could claim rows still in flight.
+	Lease           time.Duration `koanf:"lease"`
+	MaxAttempts     int           `koanf:"max_attempts"`
+	BackoffMin      time.Duration `koanf:"backoff_min"`
+	BackoffMax      time.Duration `koanf:"backoff_max"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// KeepDelivered keeps delivered rows, marked delivered, instead of
+	// deleting them.
+	KeepDelivered bool `koanf:"keep_delivered"`
+	// DeliveredRetention is how long kept delivered rows stay before the
+	// relay prunes them; 0 keeps them until `herald outbox purge`.
+	DeliveredRetention time.Duration `koanf:"delivered_retention"`
+	// Ordering keeps each partition key's events in commit order with never
+	// two of one key in flight, across all relays (every relay of one
+	// outbox must agree). Off trades that for throughput on few keys.
+	Ordering bool `koanf:"ordering"`
+}
+
+// Log configures Herald's own logging.
+type Log struct {
+	Level  string `koanf:"level"`  // debug, info, warn or error
+	Format string `koanf:"format"` // text or json
+}
+
+// Default returns the configuration Herald runs with when neither a file nor
+// the environment says otherwise: SQLite in herald.db and an embedded NATS
+// server, so that `herald` alone works on a laptop.
+func Default() Config {
+	return Config{
+		Database: Database{Driver: "sqlite", DSN: "herald.db"},
+		Adapter:  "nats",
+		NATS: NATS{
+			URL:              "embedded",
+			EmbeddedStoreDir: "herald-data/jetstream",
+			Stream:           "HERALD",
+			StreamSubjects:   []string{"herald.>"},
+			SubjectTemplate:  "herald.{type}",
+			ProvisionStream:  true,
+			DuplicateWindow:  2 * time.Minute,
+			MaxPendingAcks:   256,
+			AckTimeout:       5 * time.Second,
+			Binding:          "structured",
+		},
+		Relay: Relay{
+			BatchSize:       100,
+			PollInterval:    500 * time.Millisecond,
+			Lease:           30 * time.Second,
+			MaxAttempts:     10,
+			BackoffMin:      time.Second,
+			BackoffMax:      10 * time.Minute,
+			ShutdownTimeout: 30 * time.Second,
+			KeepDelivered:   false,
+			// A week: long enough to look into last week's incident.
+			DeliveredRetention: 7 * 24 * time.Hour,
+			Ordering:           true,
+		},
+		Log:        Log{Level: "info", Format: "text"},
+		ServiceBus: ServiceBus{Binding: "structured"},
+	}
+}
+
+//go:embed herald.example.yaml
+var exampleYAML string
+
+// ExampleYAML returns the reference configuration file: every key with its
+// default and a one-line comment. Loading it yields exactly [Default].
+func ExampleYAML() string { return exampleYAML }
+
+// ErrInvalid is wrapped by every error that blames the configuration's
+// content, which the user fixes by editing it: a value that fails validation
+// or cannot be parsed, a key in the file or a HERALD_* variable that names no
+// setting, a file that is not YAML. An unreadable file is not such an error;
+// a missing one wraps [io/fs.ErrNotExist].
+var ErrInvalid = errors.New("invalid configuration")
+
+// FieldError is one problem with one setting.
+type FieldError struct {
+	Key    string // dotted key, e.g. "relay.batch_size"
+	Reason string // e.g. "must be between 1 and 10000 (got 0)"
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
+
+// Unwrap makes every FieldError match [ErrInvalid].
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Validate reports every problem at once, joined, each a [*FieldError]
+// naming its key. Settings of adapters other than the selected one are not
+// checked.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	c.Database.validate(bad)
+	switch c.Adapter {
+	case "nats":
+		c.NATS.validate(bad)
+	case "sqs":
+		c.SQS.validate(bad)
+	case "servicebus":
+		c.ServiceBus.validate(bad)
+	case "webhook":
+		bad("adapter", "%q is not implemented yet", c.Adapter)
+	default:
+		bad("adapter", "must be one of nats, sqs, servicebus, webhook (got %q)", c.Adapter)
+	}
+	c.Relay.validate(bad)
+	if c.Adapter == "nats" && c.Relay.Lease <= c.NATS.AckTimeout {
+		bad("relay.lease", "must exceed nats.ack_timeout=%s (got %s)", c.NATS.AckTimeout, c.Relay.Lease)
+	}
+	c.Log.validate(bad)
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "must be host:port or :port (got %q)", c.HTTP.Listen)
+		}
+	} else if c.HTTP.IngestToken != "" {
+		bad("http.listen", "required when http.ingest_token is set (the ingest endpoint needs a listener)")
+	}
+	return errors.Join(errs...)
+}
+
+// reporter records one problem with the setting at key.
+type reporter func(key, format string, args ...any)
+
+func (d Database) validate(bad reporter) {
+	switch d.Driver {
+	case "sqlite", "postgres", "mysql":
+	case "":
+		bad("database.driver", "required")
+	default:
+		bad("database.driver", "must be one of sqlite, postgres, mysql (got %q)", d.Driver)
+	}
+	if d.DSN == "" {
+		bad("database.dsn", "required")
+	}
+}
+
+func (q SQS) validate(bad reporter) {
+	if q.QueueURL == "" {
+		bad("sqs.queue_url", "required when adapter=sqs")
+	} else if u, err := url.Parse(q.QueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("sqs.queue_url", "must be an http(s) queue URL (got %q)", q.QueueURL)
+	}
+	if q.Endpoint != "" {
+		if u, err := url.Parse(q.Endpoint); err != nil || u.Host == "" {
+			bad("sqs.endpoint", "must be a URL (got %q)", q.Endpoint)
+		}
+	}
+	if q.MaxMessageSize < 0 {
+		bad("sqs.max_message_size", "must not be negative (got %d)", q.MaxMessageSize)
+	}
+}
+
+func (b ServiceBus) validate(bad reporter) {
+	switch {
+	case b.ConnectionString == "" && b.Namespace == "":
+		bad("servicebus.connection_string", "one of servicebus.connection_string or servicebus.namespace is required when adapter=servicebus")
+	case b.ConnectionString != "" && b.Namespace != "":
+		bad("servicebus.namespace", "set servicebus.connection_string or servicebus.namespace, not both")
+	case b.Namespace != "" && strings.ContainsAny(b.Namespace, ":/"):
+		bad("servicebus.namespace", "must be a host name like herald.servicebus.windows.net, not a URL (got %q)", b.Namespace)
+	}
+	if (b.Queue == "") == (b.Topic == "") {
+		bad("servicebus.queue", "exactly one of servicebus.queue or servicebus.topic is required")
+	}
+	switch b.Binding {
+	case "structured", "binary":
+	default:
+		bad("servicebus.binding", "must be one of structured, binary (got %q)", b.Binding)
+	}
+}
+
+func (n NATS) validate(bad reporter) {
+	switch n.URL {
+	case "":
+		bad("nats.url", "required when adapter=nats")
+	case "embedded":
+		if n.EmbeddedStoreDir == "" {
+			bad("nats.embedded_store_dir", "required when nats.url=embedded")
+		}
+	default:
+		for i, raw := range strings.Split(n.URL, ",") {
+			if reason := checkServerURL(strings.TrimSpace(raw)); reason != "" {
+				bad("nats.url", "entry %d %s", i+1, reason)
+			}
+		}
+	}
+	switch {
+	case n.Stream == "":
+		bad("nats.stream", "required when adapter=nats")
+	case strings.ContainsAny(n.Stream, ".*>/\\ \t\r\n"):
+		bad("nats.stream", "must not contain whitespace or any of . * > / \\ (got %q)", n.Stream)
+	}
+	if n.ProvisionStream && len(n.StreamSubjects) == 0 {
+		bad("nats.stream_subjects", "required when nats.provision_stream=true")
+	}
+	for i, s := range n.StreamSubjects {
+		if s == "" || strings.ContainsAny(s, " \t\r\n") {
+			bad("nats.stream_subjects", "entry %d must be a non-empty subject without whitespace (got %q)", i+1, s)
+		}
+	}
+	switch {
+	case n.SubjectTemplate == "":
+		bad("nats.subject_template", "required when adapter=nats")
+	case strings.ContainsAny(n.SubjectTemplate, " \t\r\n"):
+		bad("nats.subject_template", "must not contain whitespace (got %q)", n.SubjectTemplate)
+	}
+	positive(bad, "nats.duplicate_window", n.DuplicateWindow)
+	if n.MaxPendingAcks < 1 {
+		bad("nats.max_pending_acks", "must be at least 1 (got %d)", n.MaxPendingAcks)
+	}
+	positive(bad, "nats.ack_timeout", n.AckTimeout)
+	switch n.Binding {
+	case "structured", "binary":
+	default:
+		bad("nats.binding", "must be one of structured, binary (got %q)", n.Binding)
+	}
+	var auth []string
+	for _, a := range []struct{ key, value string }{
+		{"nats.creds_file", n.CredsFile}, {"nats.nkey_seed_file", n.NKeySeedFile}, {"nats.token", n.Token}, {"nats.user", n.User},
+	} {
+		if a.value != "" {
+			auth = append(auth, a.key)
+		}
+	}
+	if len(auth) > 1 {
+		bad(auth[1], "only one authentication method may be set (also set: %s)", auth[0])
+	}
+	if n.Password != "" && n.User == "" {
+		bad("nats.password", "set only together with nats.user")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		bad("nats.tls.key_file", "nats.tls.cert_file and nats.tls.key_file go together")
+	}
+	if n.URL == "embedded" && (len(auth) > 0 || n.TLS != NATSTLS{}) {
+		bad("nats.url", "the embedded server takes no authentication or TLS settings")
+	}
+}
+
+// checkServerURL returns why raw is not a NATS server URL, or "". The reason
+// shows the URL redacted, because server URLs may carry a password.
+func checkServerURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+		shown := raw
+		if u.User != nil {
+			shown = u.Redacted()
+		}
+		return fmt.Sprintf("must be a nats:// or tls:// URL with a host (got %q)", shown)
+	}
+	return ""
+}
+
+func (r Relay) validate(bad reporter) {
+	if r.BatchSize < 1 || r.BatchSize > 10000 {
+		bad("relay.batch_size", "must be between 1 and 10000 (got %d)", r.BatchSize)
+	}
+	positive(bad, "relay.poll_interval", r.PollInterval)
+	if r.Lease < time.Second {
+		bad("relay.lease", "must be at least 1s (got %s)", r.Lease)
+	}
+	if r.MaxAttempts < 1 {
+		bad("relay.max_attempts", "must be at least 1 (got %d)", r.MaxAttempts)
+	}
+	positive(bad, "relay.backoff_min", r.BackoffMin)
+	if r.BackoffMax < r.BackoffMin {
+		bad("relay.backoff_max", "must be at least relay.backoff_min=%s (got %s)", r.BackoffMin, r.BackoffMax)
+	}
+	positive(bad, "relay.shutdown_timeout", r.ShutdownTimeout)
+	if r.DeliveredRetention < 0 {
+		bad("relay.delivered_retention", "must not be negative (got %s)", r.DeliveredRetention)
+	}
+}
+
+func (l Log) validate(bad reporter) {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be one of debug, info, warn, error (got %q)", l.Level)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be one of text, json (got %q)", l.Format)
+	}
+}
+
+func positive(bad reporter, key string, d time.Duration) {
+	if d <= 0 {
+		bad(key, "must be greater than 0 (got %s)", d)
+	}
+}

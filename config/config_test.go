@@ -1,0 +1,493 @@
+package config_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := config.Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	cfg, err := config.Load("", nil)
+	if err != nil {
+		t.Fatalf("Load(\"\", nil) = %v", err)
+	}
+	if !reflect.DeepEqual(cfg, config.Default()) {
+		t.Fatalf("Load(\"\", nil) = %+v, want Default() %+v", cfg, config.Default())
+	}
+}
+
+// TestExampleFile keeps herald.example.yaml, the reference users read, from
+// drifting: it must name every key and set each to its default.
+func TestExampleFile(t *testing.T) {
+	const path = "herald.example.yaml"
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatalf("Load(%s) = %v", path, err)
+	}
+	if !reflect.DeepEqual(cfg, config.Default()) {
+		t.Errorf("%s loads as\n%+v\nwant Default()\n%+v", path, cfg, config.Default())
+	}
+
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		t.Fatal(err)
+	}
+	got, want := k.Keys(), slices.Sorted(slices.Values(config.Keys()))
+	if !slices.Equal(got, want) {
+		t.Errorf("%s has keys\n%v\nwant every key\n%v", path, got, want)
+	}
+
+	onDisk, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.ExampleYAML() != string(onDisk) {
+		t.Error("ExampleYAML() differs from herald.example.yaml")
+	}
+}
+
+func TestKeysAndEnvNames(t *testing.T) {
+	keys := config.Keys()
+	for _, want := range []string{"database.dsn", "adapter", "nats.embedded_store_dir", "relay.batch_size", "log.format"} {
+		if !slices.Contains(keys, want) {
+			t.Errorf("Keys() lacks %q: %v", want, keys)
+		}
+	}
+	if got := config.EnvName("relay.batch_size"); got != "HERALD_RELAY_BATCH_SIZE" {
+		t.Errorf("EnvName(relay.batch_size) = %q", got)
+	}
+	// Mapping variables back to keys relies on no two keys sharing a name.
+	seen := make(map[string]string)
+	for _, k := range keys {
+		name := config.EnvName(k)
+		if other, dup := seen[name]; dup {
+			t.Errorf("keys %q and %q both map to %s", other, k, name)
+		}
+		seen[name] = k
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string // written to herald.yaml; "-" means no file at all
+		env  []string
+		want func(*config.Config) // edits Default() into the expected Config
+	}{
+		{
+			name: "empty file keeps defaults",
+			yaml: "",
+			want: func(*config.Config) {},
+		},
+		{
+			name: "comments and empty sections keep defaults",
+			yaml: "# nothing yet\nrelay:\nnats: {}\n",
+			want: func(*config.Config) {},
+		},
+		{
+			name: "key without a value keeps its default",
+			yaml: "relay:\n  batch_size:\n",
+			want: func(*config.Config) {},
+		},
+		{
+			name: "file overrides defaults",
+			yaml: `
+database:
+  dsn: /var/lib/herald/outbox.db
+nats:
+  url: nats://a:4222, tls://b:4222
+  stream_subjects: [orders.>, billing.>]
+  provision_stream: false
+relay:
+  batch_size: 500
+  poll_interval: 2s
+  keep_delivered: true
+log:
+  format: json
+`,
+			want: func(c *config.Config) {
+				c.Database.DSN = "/var/lib/herald/outbox.db"
+				c.NATS.URL = "nats://a:4222, tls://b:4222"
+				c.NATS.StreamSubjects = []string{"orders.>", "billing.>"}
+				c.NATS.ProvisionStream = false
+				c.Relay.BatchSize = 500
+				c.Relay.PollInterval = 2 * time.Second
+				c.Relay.KeepDelivered = true
+				c.Log.Format = "json"
+			},
+		},
+		{
+			name: "env overrides defaults without a file",
+			yaml: "-",
+			env: []string{
+				"HERALD_RELAY_BATCH_SIZE=7",
+				"HERALD_NATS_URL=nats://broker:4222",
+				"HERALD_NATS_EMBEDDED_STORE_DIR=/data/js",
+				"HERALD_NATS_STREAM_SUBJECTS=orders.>, billing.>",
+				"HERALD_NATS_DUPLICATE_WINDOW=90s",
+				"HERALD_RELAY_KEEP_DELIVERED=true",
+				"HERALD_DATABASE_DSN=/tmp/x.db",
+			},
+			want: func(c *config.Config) {
+				c.Relay.BatchSize = 7
+				c.NATS.URL = "nats://broker:4222"
+				c.NATS.EmbeddedStoreDir = "/data/js"
+				c.NATS.StreamSubjects = []string{"orders.>", "billing.>"}
+				c.NATS.DuplicateWindow = 90 * time.Second
+				c.Relay.KeepDelivered = true
+				c.Database.DSN = "/tmp/x.db"
+			},
+		},
+		{
+			name: "env beats file",
+			yaml: "relay:\n  batch_size: 500\n  lease: 1m\n",
+			env:  []string{"HERALD_RELAY_BATCH_SIZE=50"},
+			want: func(c *config.Config) {
+				c.Relay.BatchSize = 50
+				c.Relay.Lease = time.Minute
+			},
+		},
+		{
+			name: "env list replaces the file's list",
+			yaml: "nats:\n  stream_subjects: [a.>, b.>, c.>]\n",
+			env:  []string{"HERALD_NATS_STREAM_SUBJECTS=z.>"},
+			want: func(c *config.Config) { c.NATS.StreamSubjects = []string{"z.>"} },
+		},
+		{
+			name: "quoted numbers and bools are read",
+			yaml: "relay:\n  batch_size: \"250\"\n  keep_delivered: \"true\"\n",
+			want: func(c *config.Config) {
+				c.Relay.BatchSize = 250
+				c.Relay.KeepDelivered = true
+			},
+		},
+		{
+			name: "allowlisted and foreign variables are ignored",
+			yaml: "-",
+			env: []string{
+				"HERALD_REQUIRE_SERVICES=1",
+				"HERALD_TEST_NATS_URL=nats://ci:4222",
+				"PATH=/usr/bin",
+				"herald_relay_batch_size=9",
+				"NOT_AN_ASSIGNMENT",
+			},
+			want: func(*config.Config) {},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "-" {
+				path = writeFile(t, tt.yaml)
+			}
+			got, err := config.Load(path, tt.env)
+			if err != nil {
+				t.Fatalf("Load() = %v", err)
+			}
+			want := config.Default()
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string // "-" means no file
+		env     []string
+		want    []string // every line the error must contain, with {path} for the file
+		invalid bool     // whether the error wraps ErrInvalid
+	}{
+		{
+			name:    "unknown file key",
+			yaml:    "relay:\n  batchsize: 5\n",
+			want:    []string{`config {path}: unknown key "relay.batchsize"`},
+			invalid: true,
+		},
+		{
+			name:    "unknown top-level key and setting under a leaf",
+			yaml:    "colour: blue\nrelay:\n  batch_size:\n    value: 5\n",
+			want:    []string{`config {path}: unknown key "colour"`, `config {path}: unknown key "relay.batch_size.value"`},
+			invalid: true,
+		},
+		{
+			name:    "section that is not a mapping",
+			yaml:    "relay: fast\n",
+			want:    []string{`config {path}: relay: must be a mapping of settings (got "fast")`},
+			invalid: true,
+		},
+		{
+			name:    "unknown HERALD variable",
+			yaml:    "-",
+			env:     []string{"HERALD_RELAY_BATCHSIZE=5", "HERALD_=x"},
+			want:    []string{"env HERALD_RELAY_BATCHSIZE: unknown setting", "env HERALD_: unknown setting"},
+			invalid: true,
+		},
+		{
+			name:    "bad int in env",
+			yaml:    "-",
+			env:     []string{"HERALD_RELAY_BATCH_SIZE=abc"},
+			want:    []string{`env HERALD_RELAY_BATCH_SIZE: relay.batch_size: cannot parse "abc" as int`},
+			invalid: true,
+		},
+		{
+			name:    "empty env int",
+			yaml:    "-",
+			env:     []string{"HERALD_RELAY_MAX_ATTEMPTS="},
+			want:    []string{`env HERALD_RELAY_MAX_ATTEMPTS: relay.max_attempts: cannot parse "" as int`},
+			invalid: true,
+		},
+		{
+			name:    "bad int in file",
+			yaml:    "relay:\n  batch_size: abc\n  max_attempts: 1.5\n",
+			want:    []string{`config {path}: relay.batch_size: cannot parse "abc" as int`, `config {path}: relay.max_attempts: cannot parse 1.5 as int`},
+			invalid: true,
+		},
+		{
+			name:    "bad duration in file",
+			yaml:    "relay:\n  poll_interval: 5 minutes\n",
+			want:    []string{`config {path}: relay.poll_interval: cannot parse "5 minutes" as a duration`},
+			invalid: true,
+		},
+		{
+			name:    "duration without unit",
+			yaml:    "relay:\n  lease: 30\n",
+			want:    []string{`config {path}: relay.lease: cannot parse 30 as a duration: give a unit`},
+			invalid: true,
+		},
+		{
+			name:    "bad duration in env",
+			yaml:    "-",
+			env:     []string{"HERALD_NATS_ACK_TIMEOUT=soon"},
+			want:    []string{`env HERALD_NATS_ACK_TIMEOUT: nats.ack_timeout: cannot parse "soon" as a duration`},
+			invalid: true,
+		},
+		{
+			name:    "bad bool",
+			yaml:    "nats:\n  provision_stream: maybe\n",
+			want:    []string{`config {path}: nats.provision_stream: cannot parse "maybe" as a bool`},
+			invalid: true,
+		},
+		{
+			name:    "wrong type for string and list",
+			yaml:    "database:\n  dsn: 42\nnats:\n  stream_subjects: [a.>, 7]\n",
+			want:    []string{`config {path}: database.dsn: cannot parse 42 as a string`, `config {path}: nats.stream_subjects: cannot parse [a.> 7] as a list of strings`},
+			invalid: true,
+		},
+		{
+			name: "missing file",
+			yaml: "-missing",
+			want: []string{"config {path}: open {path}: no such file or directory"},
+		},
+		{
+			name:    "malformed YAML",
+			yaml:    "relay: [\n",
+			want:    []string{"config {path}: yaml: line 1:"},
+			invalid: true,
+		},
+		{
+			name:    "YAML that is not a mapping",
+			yaml:    "- relay\n",
+			want:    []string{"config {path}: yaml: unmarshal errors"},
+			invalid: true,
+		},
+		{
+			name:    "file and env problems reported together",
+			yaml:    "relay:\n  batchsize: 5\n",
+			env:     []string{"HERALD_LOG_LEVL=debug"},
+			want:    []string{`config {path}: unknown key "relay.batchsize"`, "env HERALD_LOG_LEVL: unknown setting"},
+			invalid: true,
+		},
+		{
+			name:    "loaded values are validated",
+			yaml:    "relay:\n  batch_size: 0\n",
+			env:     []string{"HERALD_DATABASE_DSN="},
+			want:    []string{"relay.batch_size: must be between 1 and 10000 (got 0)", "database.dsn: required"},
+			invalid: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var path string
+			switch tt.yaml {
+			case "-":
+			case "-missing":
+				path = filepath.Join(t.TempDir(), "nope.yaml")
+			default:
+				path = writeFile(t, tt.yaml)
+			}
+			cfg, err := config.Load(path, tt.env)
+			if err == nil {
+				t.Fatalf("Load() = %+v, nil; want an error", cfg)
+			}
+			if !reflect.DeepEqual(cfg, config.Config{}) {
+				t.Errorf("Load() returned %+v with its error, want the zero Config", cfg)
+			}
+			for _, w := range tt.want {
+				w = strings.ReplaceAll(w, "{path}", path)
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load() error\n%v\ndoes not contain\n%s", err, w)
+				}
+			}
+			if got := errors.Is(err, config.ErrInvalid); got != tt.invalid {
+				t.Errorf("errors.Is(err, ErrInvalid) = %v, want %v", got, tt.invalid)
+			}
+			if tt.yaml == "-missing" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing file error %v does not wrap fs.ErrNotExist", err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*config.Config)
+		want   string // the whole message of the one expected FieldError
+	}{
+		{"driver empty", func(c *config.Config) { c.Database.Driver = "" }, `database.driver: required`},
+		{"nats binding", func(c *config.Config) { c.NATS.Binding = "xml" }, `nats.binding: must be one of structured, binary (got "xml")`},
+		{"two nats auth methods", func(c *config.Config) { c.NATS.URL = "nats://h:4222"; c.NATS.Token = "t"; c.NATS.User = "u" },
+			`nats.user: only one authentication method may be set (also set: nats.token)`},
+		{"nats password without user", func(c *config.Config) { c.NATS.URL = "nats://h:4222"; c.NATS.Password = "p" }, `nats.password: set only together with nats.user`},
+		{"nats cert without key", func(c *config.Config) { c.NATS.URL = "nats://h:4222"; c.NATS.TLS.CertFile = "c.pem" },
+			`nats.tls.key_file: nats.tls.cert_file and nats.tls.key_file go together`},
+		{"embedded nats with auth", func(c *config.Config) { c.NATS.Token = "t" }, `nats.url: the embedded server takes no authentication or TLS settings`},
+		{"ingest without listener", func(c *config.Config) { c.HTTP.IngestToken = "t" }, `http.listen: required when http.ingest_token is set (the ingest endpoint needs a listener)`},
+		{"http listen", func(c *config.Config) { c.HTTP.Listen = "9090" }, `http.listen: must be host:port or :port (got "9090")`},
+		{"negative retention", func(c *config.Config) { c.Relay.DeliveredRetention = -time.Hour }, `relay.delivered_retention: must not be negative (got -1h0m0s)`},
+		{"driver unknown", func(c *config.Config) { c.Database.Driver = "oracle" }, `database.driver: must be one of sqlite, postgres, mysql (got "oracle")`},
+		{"dsn", func(c *config.Config) { c.Database.DSN = "" }, `database.dsn: required`},
+		{"adapter sqs without queue", func(c *config.Config) { c.Adapter = "sqs" }, `sqs.queue_url: required when adapter=sqs`},
+		{"sqs queue url", func(c *config.Config) { c.Adapter = "sqs"; c.SQS.QueueURL = "orders" }, `sqs.queue_url: must be an http(s) queue URL (got "orders")`},
+		{"servicebus both auth", func(c *config.Config) {
+			c.Adapter, c.ServiceBus.ConnectionString, c.ServiceBus.Namespace, c.ServiceBus.Queue = "servicebus", "Endpoint=sb://x/", "x.servicebus.windows.net", "q"
+		}, `servicebus.namespace: set servicebus.connection_string or servicebus.namespace, not both`},
+		{"servicebus queue and topic", func(c *config.Config) {
+			c.Adapter, c.ServiceBus.Namespace, c.ServiceBus.Queue, c.ServiceBus.Topic = "servicebus", "x.servicebus.windows.net", "q", "t"
+		}, `servicebus.queue: exactly one of servicebus.queue or servicebus.topic is required`},
+		{"servicebus namespace url", func(c *config.Config) {
+			c.Adapter, c.ServiceBus.Namespace, c.ServiceBus.Queue = "servicebus", "sb://x.servicebus.windows.net", "q"
+		}, `servicebus.namespace: must be a host name like herald.servicebus.windows.net, not a URL (got "sb://x.servicebus.windows.net")`},
+		{"adapter webhook", func(c *config.Config) { c.Adapter = "webhook" }, `adapter: "webhook" is not implemented yet`},
+		{"adapter unknown", func(c *config.Config) { c.Adapter = "kafka" }, `adapter: must be one of nats, sqs, servicebus, webhook (got "kafka")`},
+		{"adapter empty", func(c *config.Config) { c.Adapter = "" }, `adapter: must be one of nats, sqs, servicebus, webhook (got "")`},
+		{"nats url", func(c *config.Config) { c.NATS.URL = "" }, `nats.url: required when adapter=nats`},
+		{"nats url scheme", func(c *config.Config) { c.NATS.URL = "nats://a:4222,http://b:80" }, `nats.url: entry 2 must be a nats:// or tls:// URL with a host (got "http://b:80")`},
+		{"nats url redacted", func(c *config.Config) { c.NATS.URL = "ws://user:secret@b:80" }, `nats.url: entry 1 must be a nats:// or tls:// URL with a host (got "ws://user:xxxxx@b:80")`},
+		{"nats url unparsable", func(c *config.Config) { c.NATS.URL = "nats://a b:%zz" }, `nats.url: entry 1 is not a valid URL`},
+		{"nats url without host", func(c *config.Config) { c.NATS.URL = "nats://" }, `nats.url: entry 1 must be a nats:// or tls:// URL with a host (got "nats://")`},
+		{"embedded store dir", func(c *config.Config) { c.NATS.EmbeddedStoreDir = "" }, `nats.embedded_store_dir: required when nats.url=embedded`},
+		{"stream", func(c *config.Config) { c.NATS.Stream = "" }, `nats.stream: required when adapter=nats`},
+		{"stream name", func(c *config.Config) { c.NATS.Stream = "herald.events" }, `nats.stream: must not contain whitespace or any of . * > / \ (got "herald.events")`},
+		{"stream subjects", func(c *config.Config) { c.NATS.StreamSubjects = nil }, `nats.stream_subjects: required when nats.provision_stream=true`},
+		{"stream subject entry", func(c *config.Config) { c.NATS.StreamSubjects = []string{"a.>", ""} }, `nats.stream_subjects: entry 2 must be a non-empty subject without whitespace (got "")`},
+		{"subject template", func(c *config.Config) { c.NATS.SubjectTemplate = "" }, `nats.subject_template: required when adapter=nats`},
+		{"subject template spaces", func(c *config.Config) { c.NATS.SubjectTemplate = "herald {type}" }, `nats.subject_template: must not contain whitespace (got "herald {type}")`},
+		{"duplicate window", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, `nats.duplicate_window: must be greater than 0 (got 0s)`},
+		{"max pending acks", func(c *config.Config) { c.NATS.MaxPendingAcks = 0 }, `nats.max_pending_acks: must be at least 1 (got 0)`},
+		{"ack timeout", func(c *config.Config) { c.NATS.AckTimeout = -time.Second }, `nats.ack_timeout: must be greater than 0 (got -1s)`},
+		{"batch size low", func(c *config.Config) { c.Relay.BatchSize = 0 }, `relay.batch_size: must be between 1 and 10000 (got 0)`},
+		{"batch size high", func(c *config.Config) { c.Relay.BatchSize = 10001 }, `relay.batch_size: must be between 1 and 10000 (got 10001)`},
+		{"poll interval", func(c *config.Config) { c.Relay.PollInterval = 0 }, `relay.poll_interval: must be greater than 0 (got 0s)`},
+		{"lease too short", func(c *config.Config) {
+			c.Relay.Lease = 500 * time.Millisecond
+			c.NATS.AckTimeout = 100 * time.Millisecond
+		}, `relay.lease: must be at least 1s (got 500ms)`},
+		{"lease within ack timeout", func(c *config.Config) { c.Relay.Lease = 5 * time.Second }, `relay.lease: must exceed nats.ack_timeout=5s (got 5s)`},
+		{"max attempts", func(c *config.Config) { c.Relay.MaxAttempts = 0 }, `relay.max_attempts: must be at least 1 (got 0)`},
+		{"backoff min", func(c *config.Config) {
+			c.Relay.BackoffMin = 0
+		}, `relay.backoff_min: must be greater than 0 (got 0s)`},
+		{"backoff max", func(c *config.Config) { c.Relay.BackoffMax = 500 * time.Millisecond }, `relay.backoff_max: must be at least relay.backoff_min=1s (got 500ms)`},
+		{"shutdown timeout", func(c *config.Config) { c.Relay.ShutdownTimeout = 0 }, `relay.shutdown_timeout: must be greater than 0 (got 0s)`},
+		{"log level", func(c *config.Config) { c.Log.Level = "trace" }, `log.level: must be one of debug, info, warn, error (got "trace")`},
+		{"log format", func(c *config.Config) { c.Log.Format = "yaml" }, `log.format: must be one of text, json (got "yaml")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %s", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("Validate() =\n%v\nwant exactly\n%s", err, tt.want)
+			}
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || fe.Key+": "+fe.Reason != tt.want {
+				t.Errorf("Validate() = %v, want a *FieldError %q", err, tt.want)
+			}
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("Validate() = %v does not wrap ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestValidateOtherAdapterSkipsNATS: settings of an adapter not in use
+// cannot block boot.
+func TestValidateOtherAdapterSkipsNATS(t *testing.T) {
+	c := config.Default()
+	c.Adapter = "webhook"
+	c.NATS = config.NATS{}
+	err := c.Validate()
+	if err == nil || err.Error() != `adapter: "webhook" is not implemented yet` {
+		t.Fatalf("Validate() = %v, want only the adapter error", err)
+	}
+}
+
+// TestValidateNamesKnownKeys: every key Validate blames is a real key, so
+// its messages point at something a user can set.
+func TestValidateNamesKnownKeys(t *testing.T) {
+	var broken config.Config // every setting zero: nearly everything fails
+	broken.Adapter = "nats"
+	broken.NATS.URL = "embedded"
+	broken.Relay.BackoffMin = time.Second
+	err := broken.Validate()
+	if err == nil {
+		t.Fatal("Validate() of a zero Config = nil")
+	}
+	var count int
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *config.FieldError
+		if !errors.As(e, &fe) {
+			t.Errorf("%v is not a *FieldError", e)
+			continue
+		}
+		count++
+		if !slices.Contains(config.Keys(), fe.Key) {
+			t.Errorf("Validate() blames unknown key %q: %v", fe.Key, fe)
+		}
+	}
+	if count < 15 {
+		t.Errorf("Validate() of a zero Config found %d problems, want all of them:\n%v", count, err)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

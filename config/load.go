@@ -1,0 +1,290 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+const envPrefix = "HERALD_"
+
+// Load returns [Default], overridden by the YAML file at path (skipped when
+// path is ""), overridden by the HERALD_* variables in environ (entries of
+// the form "NAME=value", as from os.Environ), and then validated. It reports
+// every problem it finds, joined.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	var fileErr error
+	if path != "" {
+		fileErr = applyFile(&cfg, path)
+	}
+	if err := errors.Join(fileErr, applyEnv(&cfg, environ)); err != nil {
+		// Validating values that failed to load would only add noise.
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Keys returns every setting's dotted key, in the order of the Config struct.
+func Keys() []string {
+	var keys []string
+	for _, s := range settings() {
+		keys = append(keys, s.key)
+	}
+	return keys
+}
+
+// EnvName returns the environment variable that overrides key:
+// "relay.batch_size" → "HERALD_RELAY_BATCH_SIZE".
+func EnvName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// ignoredEnv reports whether name is a HERALD_* variable that is not a
+// setting but is used by tests and CI, and so is not an error.
+func ignoredEnv(name string) bool {
+	return name == "HERALD_REQUIRE_SERVICES" || strings.HasPrefix(name, "HERALD_TEST_")
+}
+
+func applyFile(cfg *Config, path string) error {
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		if _, unreadable := errors.AsType[*fs.PathError](err); unreadable {
+			return fmt.Errorf("config %s: %w", path, err)
+		}
+		return &invalidError{msg: fmt.Sprintf("config %s: %v", path, err), cause: err}
+	}
+	byKey, sections := index()
+	var errs []error
+	for _, key := range k.Keys() {
+		raw := k.Get(key)
+		s, known := byKey[key]
+		switch {
+		case known && raw == nil:
+			// "batch_size:" with no value leaves the default in place.
+		case known:
+			if err := s.set(cfg, raw); err != nil {
+				errs = append(errs, fmt.Errorf("config %s: %w", path, err))
+			}
+		case sections[key]:
+			// A section whose settings are all commented out is empty or null.
+			if m, isMap := raw.(map[string]any); raw != nil && (!isMap || len(m) > 0) {
+				errs = append(errs, fmt.Errorf("config %s: %w", path,
+					&FieldError{Key: key, Reason: fmt.Sprintf("must be a mapping of settings (got %s)", describe(raw))}))
+			}
+		default:
+			errs = append(errs, &invalidError{msg: fmt.Sprintf("config %s: unknown key %q", path, key)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func applyEnv(cfg *Config, environ []string) error {
+	byEnv := make(map[string]setting)
+	for _, s := range settings() {
+		byEnv[EnvName(s.key)] = s
+	}
+	var errs []error
+	names := make(map[string]string) // key → the variable that set it
+	k := koanf.New(".")
+	err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      envPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			s, ok := byEnv[name]
+			if !ok {
+				if !ignoredEnv(name) {
+					errs = append(errs, &invalidError{msg: fmt.Sprintf("env %s: unknown setting", name)})
+				}
+				return "", nil
+			}
+			names[s.key] = name
+			return s.key, value
+		},
+	}), nil)
+	if err != nil {
+		return fmt.Errorf("read environment: %w", err)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	byKey, _ := index()
+	for _, key := range k.Keys() {
+		if err := byKey[key].set(cfg, k.Get(key)); err != nil {
+			errs = append(errs, fmt.Errorf("env %s: %w", names[key], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// invalidError is a problem with the configuration that is not one
+// setting's value: a key or HERALD_* variable that names no setting, or a
+// file that is not YAML.
+type invalidError struct {
+	msg   string
+	cause error // the YAML parser's error, if any
+}
+
+func (e *invalidError) Error() string { return e.msg }
+
+func (e *invalidError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrInvalid}
+	}
+	return []error{ErrInvalid, e.cause}
+}
+
+// setting is one leaf of Config: its dotted key and where it sits.
+type setting struct {
+	key   string
+	index []int
+	typ   reflect.Type
+}
+
+// settings derives every setting from Config's koanf tags, so the struct is
+// the one list of keys, for the file and the environment alike.
+func settings() []setting {
+	var out []setting
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("koanf")
+			if tag == "" {
+				panic(fmt.Sprintf("config: field %s.%s has no koanf tag", t.Name(), f.Name))
+			}
+			idx := append(append([]int(nil), index...), i)
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, prefix+tag+".", idx)
+				continue
+			}
+			out = append(out, setting{key: prefix + tag, index: idx, typ: f.Type})
+		}
+	}
+	walk(reflect.TypeFor[Config](), "", nil)
+	return out
+}
+
+// index returns the settings by key, and the keys of the sections that hold
+// them ("relay", "nats", ...).
+func index() (map[string]setting, map[string]bool) {
+	byKey := make(map[string]setting)
+	sections := make(map[string]bool)
+	for _, s := range settings() {
+		byKey[s.key] = s
+		if i := strings.LastIndex(s.key, "."); i > 0 {
+			sections[s.key[:i]] = true
+		}
+	}
+	return byKey, sections
+}
+
+func (s setting) set(cfg *Config, raw any) error {
+	v, err := decode(raw, s.typ)
+	if err != nil {
+		return &FieldError{Key: s.key, Reason: err.Error()}
+	}
+	reflect.ValueOf(cfg).Elem().FieldByIndex(s.index).Set(v)
+	return nil
+}
+
+// decode converts raw, a value from the YAML parser or an environment
+// string, to a value of type t. It is strict: no number is read as a
+// duration, and no fraction as an int.
+func decode(raw any, t reflect.Type) (reflect.Value, error) {
+	bad := func() (reflect.Value, error) {
+		return reflect.Value{}, fmt.Errorf("cannot parse %s as %s", describe(raw), typeName(t))
+	}
+	if t == reflect.TypeFor[time.Duration]() {
+		s, ok := raw.(string)
+		if !ok {
+			return reflect.Value{}, fmt.Errorf("cannot parse %s as a duration: give a unit, e.g. \"500ms\" or \"2m\"", describe(raw))
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("cannot parse %q as a duration, e.g. \"500ms\" or \"2m\"", s)
+		}
+		return reflect.ValueOf(d), nil
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if s, ok := raw.(string); ok {
+			return reflect.ValueOf(s), nil
+		}
+	case reflect.Bool:
+		switch v := raw.(type) {
+		case bool:
+			return reflect.ValueOf(v), nil
+		case string:
+			if b, err := strconv.ParseBool(strings.TrimSpace(v)); err == nil {
+				return reflect.ValueOf(b), nil
+			}
+		}
+	case reflect.Int:
+		switch v := raw.(type) {
+		case int:
+			return reflect.ValueOf(v), nil
+		case string:
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return reflect.ValueOf(n), nil
+			}
+		}
+	case reflect.Slice:
+		if t.Elem().Kind() != reflect.String {
+			break
+		}
+		switch v := raw.(type) {
+		case string: // from the environment: comma-separated
+			if strings.TrimSpace(v) == "" {
+				return reflect.ValueOf([]string{}), nil
+			}
+			parts := strings.Split(v, ",")
+			for i := range parts {
+				parts[i] = strings.TrimSpace(parts[i])
+			}
+			return reflect.ValueOf(parts), nil
+		case []any:
+			out := make([]string, len(v))
+			for i, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return bad()
+				}
+				out[i] = s
+			}
+			return reflect.ValueOf(out), nil
+		}
+	}
+	return bad()
+}
+
+func describe(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a list of strings"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a bool (true or false)"
+	default:
+		return t.Kind().String()
+	}
+}

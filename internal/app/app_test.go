@@ -1,0 +1,157 @@
+package app_test
+
+import (
+	"context"
+
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"log/slog"
+
+	natsadapter "github.com/heraldhq/herald/adapters/nats"
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:noctx // a test against 127.0.0.1
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// An operator's view of a running Herald: counters move while events flow,
+// and readiness follows the broker down and back up.
+func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
+	ctx := context.Background()
+	storeDir := t.TempDir()
+	srv, err := natsadapter.StartEmbedded(natsadapter.EmbeddedOptions{StoreDir: storeDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+
+	cfg := config.Default()
+	cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
+	cfg.NATS.URL = srv.ClientURL()
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(runCtx) })
+	t.Cleanup(func() { stop(); wg.Wait() })
+	base := "http://" + a.HTTPAddr
+
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d %s", code, body)
+	}
+	eventually(t, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusOK })
+
+	for i := range 10 {
+		ev, _ := event.New("io.herald.test.thing.created", "/test", map[string]int{"n": i})
+		if err := outbox.Write(ctx, a.DB, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `herald_events_published_total{destination="nats",type="io.herald.test.thing.created"} 10`
+	eventually(t, "the published counter to reach 10", func() bool {
+		_, body := get(t, base+"/metrics")
+		return strings.Contains(body, want)
+	})
+	_, body := get(t, base+"/metrics")
+	for _, m := range []string{"herald_commit_to_ack_seconds_count 10", "herald_publish_batch_seconds_count", "herald_outbox_scrape_error 0"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+
+	port := srv.Port()
+	srv.Shutdown()
+	eventually(t, "not ready while the broker is down", func() bool {
+		code, body := get(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "broker")
+	})
+	if srv, err = natsadapter.StartEmbedded(natsadapter.EmbeddedOptions{StoreDir: storeDir, Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "ready again after the broker restarts", func() bool {
+		code, _ := get(t, base+"/readyz")
+		return code == http.StatusOK
+	})
+}
+
+// With http.ingest_token, serve accepts audit records over HTTP, enriches
+// them into the outbox and relays them.
+func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	dir := t.TempDir()
+	cfg.Database.DSN = filepath.Join(dir, "outbox.db")
+	cfg.NATS.EmbeddedStoreDir = filepath.Join(dir, "js")
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.IngestToken = "s3cret"
+	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	if err := portalsample.Load(ctx, a.DB); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(runCtx) })
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	body := `{"records":[{"id":"aaaaaaaa-0000-4000-8000-000000000001","name":"data_product_updated",
+	  "subject_id":"10000000-0000-4000-8000-000000000001","subject_type":"data_product",
+	  "actor_id":"00000000-0000-4000-8000-000000000001","created_on":"2026-11-02T09:00:00Z"}]}`
+	post := func(token string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.HTTPAddr+"/v1/audit-records", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := post("wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", code)
+	}
+	code, resp := post("s3cret")
+	if code != http.StatusOK || !strings.Contains(resp, `"enriched"`) {
+		t.Fatalf("ingest: %d %s", code, resp)
+	}
+	eventually(t, "the ingested event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
+}

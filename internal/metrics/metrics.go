@@ -1,0 +1,176 @@
+// Package metrics exposes a running Herald to Prometheus: what the relay
+// does (a producer.Observer), what the outbox holds (read at scrape time),
+// and the /healthz and /readyz endpoints an orchestrator probes.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald/pkg/outbox"
+	"github.com/heraldhq/herald/pkg/producer"
+)
+
+// Metrics holds one registry per Herald process; nothing is registered
+// globally, so tests and embedders can run several side by side.
+type Metrics struct {
+	registry    *prometheus.Registry
+	destination string
+
+	published    *prometheus.CounterVec
+	duplicates   *prometheus.CounterVec
+	failed       *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	publishTime  prometheus.Histogram
+	commitToAck  prometheus.Histogram
+	reclaimed    prometheus.Counter
+	leaseLost    prometheus.Counter
+}
+
+var _ producer.Observer = (*Metrics)(nil)
+
+// New creates the metrics of a relay publishing to destination (the adapter
+// name, e.g. "nats") over store.
+func New(destination string, store *outbox.Store) *Metrics {
+	reg := prometheus.NewRegistry()
+	labels := []string{"destination", "type"}
+	m := &Metrics{
+		registry:    reg,
+		destination: destination,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_published_total", Help: "Events the broker accepted, duplicates included.",
+		}, labels),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_duplicate_total", Help: "Published events the broker recognised as already stored (re-publishes after a takeover or retry).",
+		}, labels),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_publish_failures_total", Help: "Failed publish attempts that will be retried.",
+		}, labels),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_dead_lettered_total", Help: "Events given up on and kept as dead letters.",
+		}, labels),
+		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_publish_batch_seconds", Help: "Time for the adapter to publish one batch and collect its acks.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		commitToAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_commit_to_ack_seconds", Help: "Time from the producer's outbox write to the broker's ack.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
+		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_lease_takeovers_total", Help: "Rows claimed again after their relay vanished without recording an outcome.",
+		}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_lease_lost_total", Help: "Outcomes not recorded because another relay had taken the rows over.",
+		}),
+	}
+	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.leaseLost,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		outboxCollector{store: store})
+	return m
+}
+
+// Published implements producer.Observer.
+func (m *Metrics) Published(_ int, took time.Duration) { m.publishTime.Observe(took.Seconds()) }
+
+// Delivered implements producer.Observer.
+func (m *Metrics) Delivered(eventType string, sinceCommit time.Duration, duplicate bool) {
+	m.published.WithLabelValues(m.destination, eventType).Inc()
+	if duplicate {
+		m.duplicates.WithLabelValues(m.destination, eventType).Inc()
+	}
+	m.commitToAck.Observe(sinceCommit.Seconds())
+}
+
+// Failed implements producer.Observer.
+func (m *Metrics) Failed(eventType string) { m.failed.WithLabelValues(m.destination, eventType).Inc() }
+
+// DeadLettered implements producer.Observer.
+func (m *Metrics) DeadLettered(eventType string) {
+	m.deadLettered.WithLabelValues(m.destination, eventType).Inc()
+}
+
+// Reclaimed implements producer.Observer.
+func (m *Metrics) Reclaimed(n int) { m.reclaimed.Add(float64(n)) }
+
+// LeaseLost implements producer.Observer.
+func (m *Metrics) LeaseLost(n int) { m.leaseLost.Add(float64(n)) }
+
+// outboxCollector reads the outbox's backlog when Prometheus scrapes, so the
+// figures are never staler than the scrape.
+type outboxCollector struct{ store *outbox.Store }
+
+var (
+	pendingDesc = prometheus.NewDesc("herald_outbox_pending", "Pending events (in flight included), by type.", []string{"type"}, nil)
+	inFlight    = prometheus.NewDesc("herald_outbox_in_flight", "Pending events leased by a relay right now, by type.", []string{"type"}, nil)
+	deadDesc    = prometheus.NewDesc("herald_outbox_dead", "Dead letters, by type.", []string{"type"}, nil)
+	oldestDesc  = prometheus.NewDesc("herald_outbox_oldest_pending_age_seconds", "Age of the oldest pending event, by type.", []string{"type"}, nil)
+	scrapeErr   = prometheus.NewDesc("herald_outbox_scrape_error", "1 when the last read of the outbox failed.", nil, nil)
+)
+
+func (outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pendingDesc, inFlight, deadDesc, oldestDesc, scrapeErr} {
+		ch <- d
+	}
+}
+
+func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stats, err := c.store.TypeStats(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(scrapeErr, prometheus.GaugeValue, 1)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErr, prometheus.GaugeValue, 0)
+	now := time.Now()
+	for _, s := range stats {
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Type)
+		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Type)
+		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.Dead), s.Type)
+		age := 0.0
+		if !s.OldestPending.IsZero() {
+			age = now.Sub(s.OldestPending).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, s.Type)
+	}
+}
+
+// Check is one readiness condition, e.g. "database" → ping it.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz (every
+// check passes; the body names each check that fails).
+func (m *Metrics) Handler(checks ...Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		var errs []error
+		for _, c := range checks {
+			if err := c.Run(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			http.Error(w, "not ready\n"+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	return mux
+}

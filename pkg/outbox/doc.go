@@ -1,0 +1,44 @@
+// Package outbox is Herald's transactional outbox: one table in the
+// producer's own database, written in the producer's own transaction, so that
+// an event exists if and only if the business change that caused it committed.
+//
+// # Writing
+//
+// A producer calls [Write] with the transaction that carries its change:
+//
+//	err := db.Transaction(func(tx *gorm.DB) error {
+//		if err := tx.Create(&product).Error; err != nil {
+//			return err
+//		}
+//		ev, err := event.New("io.herald.portal.data_product.created", "/portal", product)
+//		if err != nil {
+//			return err
+//		}
+//		return outbox.Write(ctx, tx, ev)
+//	})
+//
+// Write validates every event and stores its serialized CloudEvents JSON. The
+// stored bytes are what every later publish sends, so a retry, a second relay
+// or a re-publish after a crash sends identical bytes with the same id.
+//
+// # Rows and their states
+//
+// A row is pending until a relay delivers it, then it is deleted (or kept as
+// delivered, see [WithKeepDelivered]); after too many failed attempts, or a
+// permanent failure, it is dead: kept with its last error for an operator to
+// inspect and replay, and out of the way of the rows behind it.
+//
+// A relay claims pending rows with a lease: it writes its name into
+// lease_owner and moves available_at to the lease's expiry. A relay that dies
+// mid-batch therefore simply stops renewing nothing: once available_at passes,
+// any relay claims the rows again. Every write a relay makes after publishing
+// is fenced by lease_owner, so a relay that lost its lease cannot overwrite
+// the work of the relay that took it over.
+//
+// # Schema
+//
+// The schema is versioned SQL embedded in the binary, one folder per dialect.
+// [Migrate] applies what is missing and records it in herald_schema_migrations;
+// [MigrationScript] prints the same SQL for DBAs who apply schema with their
+// own tools. SQLite is supported now; PostgreSQL and MySQL/MariaDB follow.
+package outbox

@@ -1,0 +1,466 @@
+package producer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
+)
+
+// Relay publishes outbox rows through one adapter. Several relays, in one
+// process or many, may share an outbox; each must have its own name.
+type Relay struct {
+	store *outbox.Store
+	pub   adapters.Publisher
+	cfg   settings
+	wake  chan struct{}
+	stats counters
+}
+
+type settings struct {
+	name            string
+	batchSize       int
+	pollInterval    time.Duration
+	lease           time.Duration
+	maxAttempts     int
+	backoffMin      time.Duration
+	backoffMax      time.Duration
+	shutdownTimeout time.Duration
+	retention       time.Duration
+	pruneEvery      time.Duration
+	observer        Observer
+	log             *slog.Logger
+}
+
+// Observer is told what a relay does, for metrics. Its methods are called on
+// the relay's hot path, from one goroutine per relay: keep them cheap.
+type Observer interface {
+	// Published reports one batch handed to the adapter and how long the
+	// adapter took to return every result.
+	Published(batch int, took time.Duration)
+	// Delivered reports an event the broker accepted; sinceCommit is the
+	// time from the producer's write to the broker's ack.
+	Delivered(eventType string, sinceCommit time.Duration, duplicate bool)
+	// Failed reports a failed attempt that will be retried.
+	Failed(eventType string)
+	// DeadLettered reports an event given up on.
+	DeadLettered(eventType string)
+	// Reclaimed reports rows claimed again after a relay held them and
+	// vanished without recording an outcome: lease takeovers.
+	Reclaimed(n int)
+	// LeaseLost reports outcomes this relay could not record because
+	// another relay had taken the rows over.
+	LeaseLost(n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Published(int, time.Duration)          {}
+func (nopObserver) Delivered(string, time.Duration, bool) {}
+func (nopObserver) Failed(string)                         {}
+func (nopObserver) DeadLettered(string)                   {}
+func (nopObserver) Reclaimed(int)                         {}
+func (nopObserver) LeaseLost(int)                         {}
+
+// Option configures a Relay.
+type Option func(*settings)
+
+// WithName sets the lease owner name. It must be unique among relays sharing
+// an outbox; the default is the host name plus a random suffix.
+func WithName(name string) Option { return func(s *settings) { s.name = name } }
+
+// WithBatchSize sets how many rows one cycle claims (default 100).
+func WithBatchSize(n int) Option { return func(s *settings) { s.batchSize = n } }
+
+// WithPollInterval sets the longest an idle relay waits before looking for
+// new rows (default 500ms). Right after activity it looks again within
+// milliseconds and backs off towards this interval; [Relay.Notify] cuts any
+// wait short.
+func WithPollInterval(d time.Duration) Option { return func(s *settings) { s.pollInterval = d } }
+
+// WithLease sets how long a claim is exclusive (default 30s). A batch must be
+// published and recorded within it; after it, another relay may take the rows.
+func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
+
+// WithMaxAttempts sets after how many attempts a failing event is
+// dead-lettered (default 10).
+func WithMaxAttempts(n int) Option { return func(s *settings) { s.maxAttempts = n } }
+
+// WithBackoff sets the retry delay bounds: attempt n waits about
+// min·2^(n-1), at most max, with jitter (defaults 1s and 10m).
+func WithBackoff(minDelay, maxDelay time.Duration) Option {
+	return func(s *settings) { s.backoffMin, s.backoffMax = minDelay, maxDelay }
+}
+
+// WithShutdownTimeout bounds how long Run waits for in-flight acks after its
+// context is cancelled (default 30s).
+func WithShutdownTimeout(d time.Duration) Option { return func(s *settings) { s.shutdownTimeout = d } }
+
+// WithDeliveredRetention makes the relay delete rows kept as delivered
+// (outbox.WithKeepDelivered) once they are older than d, checking every
+// minute. 0, the default, leaves them to `herald outbox purge`. Several
+// relays may all prune: deletes are batched and idempotent.
+func WithDeliveredRetention(d time.Duration) Option {
+	return func(s *settings) { s.retention = d }
+}
+
+// WithObserver reports the relay's work to o, e.g. Prometheus metrics.
+func WithObserver(o Observer) Option { return func(s *settings) { s.observer = o } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
+
+// New returns a relay that publishes store's rows through pub.
+func New(store *outbox.Store, pub adapters.Publisher, opts ...Option) *Relay {
+	cfg := settings{
+		batchSize:       100,
+		pollInterval:    500 * time.Millisecond,
+		lease:           30 * time.Second,
+		maxAttempts:     10,
+		backoffMin:      time.Second,
+		backoffMax:      10 * time.Minute,
+		shutdownTimeout: 30 * time.Second,
+		pruneEvery:      time.Minute,
+		observer:        nopObserver{},
+		log:             slog.Default(),
+	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if cfg.name == "" {
+		cfg.name = defaultName()
+	}
+	cfg.log = cfg.log.With("relay", cfg.name)
+	return &Relay{store: store, pub: pub, cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+func defaultName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "relay"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// Name returns the relay's lease owner name.
+func (r *Relay) Name() string { return r.cfg.name }
+
+// Notify wakes an idle relay at once, e.g. right after a producer commits.
+// It never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run relays until ctx is cancelled, then shuts down gracefully and returns
+// nil. It returns early only if the relay is misconfigured.
+func (r *Relay) Run(ctx context.Context) error {
+	if r.cfg.batchSize < 1 || r.cfg.lease <= 0 || r.cfg.maxAttempts < 1 || r.cfg.pollInterval <= 0 {
+		return errors.New("relay: batch size, lease, max attempts and poll interval must be positive")
+	}
+	r.cfg.log.Info("relay started", "batch_size", r.cfg.batchSize, "lease", r.cfg.lease)
+	defer r.cfg.log.Info("relay stopped")
+	if r.cfg.retention > 0 {
+		// Pruning runs beside the publishing loop so that a large first
+		// prune never delays events.
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { r.prune(ctx) })
+	}
+	// Adaptive polling: right after activity the relay looks again soon,
+	// then backs off to the poll interval while the outbox stays empty, so
+	// an idle relay costs the database little and a busy one adds no delay.
+	minPoll := min(10*time.Millisecond, r.cfg.pollInterval)
+	wait := minPoll
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		n, err := r.cycle(ctx)
+		if err != nil {
+			r.cfg.log.Error("relay cycle failed", "error", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil && n > 0 {
+			wait = minPoll
+			continue // more is likely waiting: the next heads of keys, or the rest of a backlog
+		}
+		timer.Reset(wait)
+		wait = min(2*wait, r.cfg.pollInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+			wait = minPoll
+		case <-timer.C:
+		}
+	}
+}
+
+// prune deletes delivered rows past the retention until ctx ends.
+func (r *Relay) prune(ctx context.Context) {
+	t := time.NewTicker(r.cfg.pruneEvery)
+	defer t.Stop()
+	for {
+		n, err := r.store.Purge(ctx, outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: time.Now().Add(-r.cfg.retention)}, nil)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.cfg.log.Error("prune delivered rows", "error", err)
+		case n > 0:
+			r.cfg.log.Info("pruned delivered rows", "rows", n, "retention", r.cfg.retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// cycle claims, publishes and records one batch and returns its size. Once
+// rows are claimed the cycle finishes them even if ctx is cancelled: that is
+// the graceful part of shutdown.
+func (r *Relay) cycle(ctx context.Context) (int, error) {
+	select {
+	case <-ctx.Done():
+		return 0, nil // shutting down: claim nothing more
+	default:
+	}
+	// The claim itself is not cancelled mid-statement: a claim that commits
+	// after its caller gave up would strand rows until the lease ran out.
+	bg := context.WithoutCancel(ctx)
+	claimCtx, cancelClaim := context.WithTimeout(bg, r.cfg.lease)
+	rows, err := r.store.Claim(claimCtx, r.cfg.name, r.cfg.batchSize, r.cfg.lease)
+	cancelClaim()
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	if ctx.Err() != nil {
+		return 0, r.release(bg, rows)
+	}
+
+	reclaimed := 0
+	for _, row := range rows {
+		if row.Attempts > 1 && row.LastError == "" {
+			reclaimed++ // attempted before, yet no failure recorded: its relay vanished
+		}
+	}
+	if reclaimed > 0 {
+		r.cfg.observer.Reclaimed(reclaimed)
+		r.cfg.log.Warn("took over rows whose lease expired", "rows", reclaimed)
+	}
+
+	outcomes := make([]outbox.Outcome, len(rows))
+	var msgs []adapters.Message
+	var sent []int // index into rows of each message
+	for i, row := range rows {
+		outcomes[i].Seq = row.Seq
+		if row.Attempts > r.cfg.maxAttempts {
+			// Claimed again and again without an outcome: whatever it does
+			// kills relays, so stop trying it.
+			outcomes[i].Err = fmt.Errorf("claimed %d times without a recorded outcome (max attempts %d)", row.Attempts, r.cfg.maxAttempts)
+			outcomes[i].Dead = true
+			r.stats.dead.Add(1)
+			r.cfg.observer.DeadLettered(row.EventType)
+			continue
+		}
+		ev, err := checkPayload(row)
+		if err != nil {
+			// Rows written with plain SQL skip outbox.Write's validation:
+			// quarantine a malformed one with the reason rather than hand
+			// consumers something they cannot read.
+			outcomes[i].Err = adapters.Permanent(err)
+			outcomes[i].Dead = true
+			r.stats.dead.Add(1)
+			r.cfg.observer.DeadLettered(row.EventType)
+			r.cfg.log.Warn("event dead-lettered: invalid payload", "event_id", row.EventID, "error", err)
+			continue
+		}
+		msgs = append(msgs, adapters.Message{ID: row.EventID, Type: row.EventType, PartitionKey: row.PartitionKey,
+			Payload: row.Payload, TraceParent: ev.TraceParent})
+		sent = append(sent, i)
+	}
+
+	results := r.publish(ctx, msgs)
+	now := time.Now()
+	for j, res := range results {
+		i := sent[j]
+		r.decide(&outcomes[i], rows[i], res, now)
+	}
+
+	lost, err := r.store.Complete(bg, r.cfg.name, outcomes)
+	if err != nil {
+		return len(rows), fmt.Errorf("record outcomes of %d events: %w", len(rows), err)
+	}
+	if lost > 0 {
+		r.stats.leaseLost.Add(int64(lost))
+		r.cfg.observer.LeaseLost(lost)
+		r.cfg.log.Warn("lease lost before outcomes were recorded; another relay owns the rows now", "rows", lost)
+	}
+	return len(rows), nil
+}
+
+// checkPayload verifies that a row holds a valid CloudEvent whose id, type
+// and partition key match the row's columns, which adapters and brokers use.
+func checkPayload(row outbox.Row) (event.Event, error) {
+	ev, err := event.Parse(row.Payload)
+	if err != nil {
+		return ev, fmt.Errorf("invalid event payload: %w", err)
+	}
+	switch {
+	case ev.ID != row.EventID:
+		return ev, fmt.Errorf("payload id %q differs from event_id column %q", ev.ID, row.EventID)
+	case ev.Type != row.EventType:
+		return ev, fmt.Errorf("payload type %q differs from event_type column %q", ev.Type, row.EventType)
+	case ev.PartitionKey != row.PartitionKey:
+		return ev, fmt.Errorf("payload partitionkey %q differs from partition_key column %q", ev.PartitionKey, row.PartitionKey)
+	}
+	return ev, nil
+}
+
+// publish sends msgs and waits for their acks. Cancelling ctx does not cut
+// the wait short at once: in-flight acks get the shutdown timeout to arrive,
+// and never more than the lease, after which the rows are another relay's.
+func (r *Relay) publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+	if len(msgs) == 0 {
+		return nil
+	}
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.lease)
+	defer cancel()
+	published := make(chan struct{})
+	graceDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(graceDone)
+		t := time.NewTimer(r.cfg.shutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-published:
+		}
+	})
+	defer func() {
+		close(published)
+		if !stop() {
+			<-graceDone // the grace timer started: wait for its goroutine
+		}
+	}()
+
+	start := time.Now()
+	results := r.pub.Publish(pubCtx, msgs)
+	r.cfg.observer.Published(len(msgs), time.Since(start))
+	if len(results) != len(msgs) {
+		err := fmt.Errorf("adapter returned %d results for %d messages", len(results), len(msgs))
+		r.cfg.log.Error("adapter broke its contract", "error", err)
+		return adapters.FailAll(len(msgs), err)
+	}
+	return results
+}
+
+func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, now time.Time) {
+	// Every line about one event names it; the attributes are built only
+	// when a line is written, since success is the hot path.
+	logEvent := func(level slog.Level, msg string, attrs ...slog.Attr) {
+		if !r.cfg.log.Enabled(context.Background(), level) {
+			return
+		}
+		attrs = append(attrs, slog.String("event_id", row.EventID), slog.String("event_type", row.EventType),
+			slog.Int("attempt", row.Attempts))
+		r.cfg.log.LogAttrs(context.Background(), level, msg, attrs...)
+	}
+	switch {
+	case res.Err == nil:
+		r.stats.published.Add(1)
+		r.cfg.observer.Delivered(row.EventType, now.Sub(row.CreatedAt), res.Duplicate)
+		if res.Duplicate {
+			r.stats.duplicates.Add(1)
+			logEvent(slog.LevelInfo, "delivered; the broker dropped it as a duplicate")
+		} else {
+			logEvent(slog.LevelDebug, "delivered")
+		}
+	case errors.Is(res.Err, adapters.ErrPermanent):
+		o.Err, o.Dead = res.Err, true
+		r.stats.dead.Add(1)
+		r.cfg.observer.DeadLettered(row.EventType)
+		logEvent(slog.LevelWarn, "event dead-lettered: permanent failure", slog.Any("error", res.Err))
+	case row.Attempts >= r.cfg.maxAttempts:
+		o.Err, o.Dead = fmt.Errorf("gave up after %d attempts: %w", row.Attempts, res.Err), true
+		r.stats.dead.Add(1)
+		r.cfg.observer.DeadLettered(row.EventType)
+		logEvent(slog.LevelWarn, "event dead-lettered: out of attempts", slog.Any("error", res.Err))
+	default:
+		o.Err, o.RetryAt = res.Err, now.Add(r.backoff(row.Attempts))
+		r.stats.failed.Add(1)
+		r.cfg.observer.Failed(row.EventType)
+		logEvent(slog.LevelInfo, "publish failed; will retry", slog.Any("error", res.Err), slog.Time("retry_at", o.RetryAt))
+	}
+}
+
+// backoff is min·2^(attempt-1) capped at max, with "equal jitter": half fixed,
+// half random, so retries after an outage spread out but never come early.
+func (r *Relay) backoff(attempt int) time.Duration {
+	d := r.cfg.backoffMin
+	for i := 1; i < attempt && d < r.cfg.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, r.cfg.backoffMax)
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + mrand.N(half+1)
+}
+
+func (r *Relay) release(ctx context.Context, rows []outbox.Row) error {
+	seqs := make([]int64, len(rows))
+	for i, row := range rows {
+		seqs[i] = row.Seq
+	}
+	if err := r.store.Release(ctx, r.cfg.name, seqs); err != nil {
+		return fmt.Errorf("release %d unpublished rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// Stats counts what a relay did since it was created.
+type Stats struct {
+	Published    int64 // accepted by the broker, duplicates included
+	Duplicates   int64 // accepted, but recognised by the broker as already stored
+	Failed       int64 // failed attempts that will be retried
+	DeadLettered int64
+	LeaseLost    int64 // outcomes not recorded because another relay had taken the rows
+}
+
+type counters struct {
+	published, duplicates, failed, dead, leaseLost atomic.Int64
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Published:    r.stats.published.Load(),
+		Duplicates:   r.stats.duplicates.Load(),
+		Failed:       r.stats.failed.Load(),
+		DeadLettered: r.stats.dead.Load(),
+		LeaseLost:    r.stats.leaseLost.Load(),
+	}
+}
