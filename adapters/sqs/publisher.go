@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -354,13 +353,6 @@ func (p *Publisher) record(batch []*entry, out *awssqs.SendMessageBatchOutput, r
 	refused := make(map[string]sqstypes.BatchResultErrorEntry, len(out.Failed))
 	for _, f := range out.Failed {
 		refused[aws.ToString(f.Id)] = f
-	}
-	if os.Getenv("HERALD_SQS_DEBUG") != "" { // DEBUG
-		var ids []string
-		for _, s := range out.Successful {
-			ids = append(ids, aws.ToString(s.Id)+"="+aws.ToString(s.MessageId))
-		}
-		fmt.Fprintf(os.Stderr, "DEBUG SENT %s %d ok %d failed: %v\n", p.queueName, len(out.Successful), len(out.Failed), ids)
 	}
 	var failed map[string]bool
 	// In batch order, so that a FIFO message sent twice in one call is the

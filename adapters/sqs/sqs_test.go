@@ -22,11 +22,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/heraldhq/herald/adapters"
@@ -214,8 +212,6 @@ func TestBatchesSplitByBytes(t *testing.T) {
 	}
 	got := emu.reader(t, q).receiveAll(t, len(msgs))
 	if len(got) != len(msgs) {
-		a, err := emu.client(t).GetQueueAttributes(context.Background(), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{"All"}})
-		fmt.Fprintf(os.Stderr, "DEBUG LOST queue %s attrs %v err %v\n", q, a.Attributes, err)
 		t.Fatalf("received %d of %d messages", len(got), len(msgs))
 	}
 }
@@ -574,22 +570,9 @@ func emulator(t *testing.T) *emu {
 
 func staticConfig() aws.Config {
 	return aws.Config{
-		Region:        testRegion,
-		Credentials:   credentials.NewStaticCredentialsProvider("test", "test", ""),
-		ClientLogMode: aws.LogRetries | aws.LogDeprecatedUsage, // DEBUG
-		Logger:        logging.NewStandardLogger(os.Stderr),    // DEBUG
-		Retryer:       func() aws.Retryer { return dbgRetryer{retry.NewStandard()} },
+		Region:      testRegion,
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
 	}
-}
-
-type dbgRetryer struct{ aws.Retryer }
-
-func (r dbgRetryer) IsErrorRetryable(err error) bool {
-	ok := r.Retryer.IsErrorRetryable(err)
-	if ok {
-		fmt.Fprintf(os.Stderr, "DEBUG RETRYABLE %T: %v\n", err, err)
-	}
-	return ok
 }
 
 func (e *emu) awsConfig() aws.Config { return staticConfig() }
@@ -722,18 +705,6 @@ func (r *queueReader) Receive(ctx context.Context, max int) ([]adaptertest.Recei
 		if len(msgs) == 0 {
 			select {
 			case <-ctx.Done():
-				if max >= 2 && len(got) < max { // DEBUG
-					name := r.queueURL[strings.LastIndex(r.queueURL, "/")+1:]
-					resp, err := http.Get("http://127.0.0.1:4566/_fauxqs/queues/" + name)
-					if err == nil {
-						b, _ := io.ReadAll(resp.Body)
-						_ = resp.Body.Close()
-						if len(b) > 3000 {
-							b = b[:3000]
-						}
-						fmt.Fprintf(os.Stderr, "DEBUG SHORT %s got %d want %d: %s\n", name, len(got), max, b)
-					}
-				}
 				return got, nil
 			case <-time.After(20 * time.Millisecond):
 			}
@@ -788,12 +759,16 @@ func (r *queueReader) receiveOnce(ctx context.Context, max int) ([]sqstypes.Mess
 		MaxNumberOfMessages:         int32(min(max, 10)),
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
-		VisibilityTimeout:           60,
+		// Short, because the emulator now and then answers a receive with
+		// a response the client fails to read ("use of closed network
+		// connection") and retries: what that lost response took must
+		// come back soon, not after the queue's 30s. Deletes follow at
+		// once, so this never redelivers a message that arrived.
+		VisibilityTimeout: 2,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "DEBUG receive %s: %d\n", r.queueURL[strings.LastIndex(r.queueURL, "/")+1:], len(out.Messages))
 	if len(out.Messages) == 0 {
 		return nil, nil
 	}

@@ -2,8 +2,8 @@ package app_test
 
 import (
 	"context"
-
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"log/slog"
-
 	natsadapter "github.com/heraldhq/herald/adapters/nats"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/portalsample"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
