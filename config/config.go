@@ -15,8 +15,8 @@ import (
 // HERALD_* variables.
 type Config struct {
 	Database Database `koanf:"database"`
-	// Adapter names the broker adapter. Only "nats" is implemented; "sqs",
-	// "servicebus" and "webhook" are reserved for the adapters that follow.
+	// Adapter names the broker adapter: "nats", "sqs" or "servicebus";
+	// "webhook" is reserved until the webhook adapter is wired in.
 	Adapter    string     `koanf:"adapter"`
 	NATS       NATS       `koanf:"nats"`
 	Relay      Relay      `koanf:"relay"`

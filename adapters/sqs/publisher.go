@@ -332,10 +332,12 @@ func (p *Publisher) sendBatch(ctx context.Context, batch []*entry) (*awssqs.Send
 	case ctx.Err() != nil:
 		// The SDK reports a plain context error; name what ended it
 		// (the caller's context or Close).
+		//nolint:errorlint // the cause is the error to match; the SDK's is detail
 		return nil, fmt.Errorf("sqs: send batch of %d to %s: %w (%v)", len(batch), p.queueName, context.Cause(ctx), err)
 	case callCtx.Err() != nil:
 		// Not wrapping the SDK's context.DeadlineExceeded: the caller's
 		// deadline did not pass, and must not look as if it had.
+		//nolint:errorlint // deliberately not wrapping context.DeadlineExceeded
 		return nil, fmt.Errorf("sqs: send batch of %d to %s: %w after %s (WithSendTimeout): %v",
 			len(batch), p.queueName, ErrSendTimeout, p.cfg.sendTimeout, err)
 	default:

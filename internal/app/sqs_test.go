@@ -1,0 +1,129 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
+)
+
+// Switching the embedded default to AWS SQS is the adapter key and the sqs
+// block; the outbox, the relay and the producers stay as they are. Runs
+// against the SQS emulator .ci/sqs.sh starts (HERALD_SQS_ENDPOINT).
+func TestServeRelaysToSQSWhenTheAdapterSaysSo(t *testing.T) {
+	ctx := context.Background()
+	endpoint := os.Getenv("HERALD_SQS_ENDPOINT")
+	if endpoint == "" {
+		endpoint = "http://127.0.0.1:4566"
+	}
+	// The default AWS credential chain, as in production: here the environment.
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_REGION", "us-east-1")
+	client := awssqs.New(awssqs.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(endpoint),
+	})
+	name := fmt.Sprintf("herald-app-%d.fifo", time.Now().UnixNano())
+	created, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{
+		QueueName:  aws.String(name),
+		Attributes: map[string]string{"FifoQueue": "true"},
+	})
+	if err != nil {
+		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("SQS emulator at %s: %v", endpoint, err)
+		}
+		t.Skipf("SQS emulator at %s unavailable (%v); run .ci/sqs.sh", endpoint, err)
+	}
+	queueURL := aws.ToString(created.QueueUrl)
+	t.Cleanup(func() {
+		_, _ = client.DeleteQueue(context.WithoutCancel(ctx), &awssqs.DeleteQueueInput{QueueUrl: &queueURL})
+	})
+
+	cfg := config.Default()
+	cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg.Adapter = "sqs"
+	cfg.SQS.QueueURL = queueURL
+	cfg.SQS.Endpoint = endpoint
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	if a.Embedded != nil {
+		t.Error("adapter sqs still started the embedded JetStream server")
+	}
+
+	const n = 12
+	want := map[string]string{} // event id → partition key
+	for i := range n {
+		key := fmt.Sprintf("dp-%d", i%3)
+		ev, err := event.New("io.herald.test.thing.created", "/test", map[string]int{"n": i}, event.WithPartitionKey(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Write(ctx, a.DB, ev); err != nil {
+			t.Fatal(err)
+		}
+		want[ev.ID] = key
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(runCtx) })
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	got := map[string]string{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < n && time.Now().Before(deadline) {
+		out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			QueueUrl:                    &queueURL,
+			MaxNumberOfMessages:         10,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameMessageGroupId},
+			VisibilityTimeout:           2,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			id := aws.ToString(m.MessageAttributes["ce-id"].StringValue)
+			got[id] = m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]
+			if _, err := client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: &queueURL, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(out.Messages) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("received %d of %d events from SQS", len(got), n)
+	}
+	for id, key := range want {
+		if got[id] != key {
+			t.Errorf("event %s: MessageGroupId %q, want its partition key %q", id, got[id], key)
+		}
+	}
+	if p := a.Relay.Stats().Published; p != n {
+		t.Errorf("relay published %d, want %d", p, n)
+	}
+}
