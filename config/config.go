@@ -22,6 +22,7 @@ type Config struct {
 	Relay      Relay      `koanf:"relay"`
 	Log        Log        `koanf:"log"`
 	HTTP       HTTP       `koanf:"http"`
+	Enricher   Enricher   `koanf:"enricher"`
 	SQS        SQS        `koanf:"sqs"`
 	ServiceBus ServiceBus `koanf:"servicebus"`
 }
@@ -72,6 +73,15 @@ type HTTP struct {
 	// records) and is the bearer token it requires; pass it as
 	// HERALD_HTTP_INGEST_TOKEN. Empty: no ingest endpoint.
 	IngestToken string `koanf:"ingest_token"`
+}
+
+// Enricher configures how audit records become events.
+type Enricher struct {
+	// RulesFile is a mapping rules YAML file (docs/enricher.md) replacing
+	// the built-in catalogue; empty keeps the catalogue. It is read and
+	// checked at boot by the commands that enrich (serve with an ingest
+	// token, enrich).
+	RulesFile string `koanf:"rules_file"`
 }
 
 // Database is where the outbox table lives.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,8 +16,9 @@ import (
 	"github.com/heraldhq/herald/pkg/outbox"
 )
 
-// enrichFlags are the flags every enrich subcommand shares. The portal and
-// rules settings are flags until the config has an enricher section.
+// enrichFlags are the flags every enrich subcommand shares. The portal
+// settings are flags until the config has a portal section; --rules
+// overrides enricher.rules_file.
 type enrichFlags struct {
 	config       string
 	output       string
@@ -47,7 +47,7 @@ func enrichCmd(e env) *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVarP(&f.config, "config", "c", "", "YAML config file (HERALD_* environment variables override it); database.* is the outbox")
 	pf.StringVarP(&f.output, "output", "o", "text", "text (for people) or json (one document, for scripts)")
-	pf.StringVar(&f.rules, "rules", "", "mapping rules YAML file (default: the built-in catalogue)")
+	pf.StringVar(&f.rules, "rules", "", "mapping rules YAML file (default: enricher.rules_file, else the built-in catalogue)")
 	pf.StringVar(&f.portalDriver, "portal-driver", "", "the portal database's driver: sqlite, postgres or mysql (default: database.driver)")
 	pf.StringVar(&f.portalDSN, "portal-dsn", "", "the portal database, when it is not the outbox's database")
 	cmd.AddCommand(enrichTailCmd(e, f), enrichErrorsCmd(e, f), enrichRetryCmd(e, f))
@@ -68,19 +68,11 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		return nil, err
 	}
 	log := e.logger(cfg.Log)
-	eopts := []enricher.Option{enricher.WithLogger(log)}
-	if f.rules != "" {
-		file, err := os.Open(f.rules)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--rules: %w", err)}
-		}
-		rules, err := enricher.ParseRules(file)
-		_ = file.Close() // read-only
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--rules %s: %w", f.rules, err)}
-		}
-		eopts = append(eopts, enricher.WithRules(rules))
+	eopts, err := app.EnricherOptions(cfg.Enricher, f.rules)
+	if err != nil {
+		return nil, usageError{err}
 	}
+	eopts = append(eopts, enricher.WithLogger(log))
 	db, err := app.OpenDB(cfg.Database)
 	if err != nil {
 		return nil, err

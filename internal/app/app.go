@@ -53,6 +53,7 @@ type App struct {
 	HTTPAddr string
 
 	httpListener net.Listener
+	httpHandler  http.Handler
 	closers      []func() error
 	log          *slog.Logger
 }
@@ -69,11 +70,7 @@ func (a *App) Run(ctx context.Context) error {
 		wg.Go(func() { _ = outbox.Listen(listenCtx, a.Config.Database.DSN, a.Relay.Notify, a.log) })
 	}
 	if a.httpListener != nil {
-		handler, err := a.httpHandler()
-		if err != nil {
-			return err
-		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: a.httpHandler, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(a.httpListener); !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("http server", "error", err)
@@ -91,12 +88,16 @@ func (a *App) Run(ctx context.Context) error {
 
 // httpHandler serves the operations endpoints and, with http.ingest_token,
 // the audit-record ingest: enriched events go into the same outbox.
-func (a *App) httpHandler() (http.Handler, error) {
+func (a *App) newHTTPHandler() (http.Handler, error) {
 	ops := a.Metrics.Handler(a.readiness()...)
 	if a.Config.HTTP.IngestToken == "" {
 		return ops, nil
 	}
-	ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(enricher.WithLogger(a.log)), a.Config.HTTP.IngestToken)
+	eopts, err := EnricherOptions(a.Config.Enricher, "")
+	if err != nil {
+		return nil, err
+	}
+	ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken)
 	if err != nil {
 		return nil, fmt.Errorf("http.ingest_token: %w", err)
 	}
@@ -200,6 +201,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 		a.HTTPAddr = a.httpListener.Addr().String()
 		a.closers = append(a.closers, func() error { _ = a.httpListener.Close(); return nil })
+		// Built here too, so a bad enricher.rules_file fails the boot.
+		if a.httpHandler, err = a.newHTTPHandler(); err != nil {
+			return nil, err
+		}
 	}
 	a.Relay = producer.New(a.Store, a.Publisher,
 		producer.WithObserver(a.Metrics),
@@ -369,4 +374,28 @@ func (a *App) Close() error {
 	}
 	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// EnricherOptions returns the enricher's mapping rules: those of rulesFlag
+// when set (herald enrich --rules), else of enricher.rules_file, else none,
+// which keeps the built-in catalogue. An unreadable or invalid file is an
+// error naming where it came from.
+func EnricherOptions(cfg config.Enricher, rulesFlag string) ([]enricher.Option, error) {
+	path, key := cfg.RulesFile, "enricher.rules_file"
+	if rulesFlag != "" {
+		path, key = rulesFlag, "--rules"
+	}
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer func() { _ = f.Close() }() // read-only
+	rules, err := enricher.ParseRules(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, path, err)
+	}
+	return []enricher.Option{enricher.WithRules(rules)}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -153,4 +154,65 @@ func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
 		t.Fatalf("ingest: %d %s", code, resp)
 	}
 	eventually(t, "the ingested event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
+}
+
+// enricher.rules_file is read at boot: a bad file stops Open with the key's
+// name, a good one is what the ingest endpoint maps with.
+func TestEnricherRulesFileIsCheckedAtBootAndUsedByIngest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func(rules string) (*app.App, error) {
+		cfg := config.Default()
+		cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
+		cfg.NATS.EmbeddedStoreDir = filepath.Join(t.TempDir(), "js")
+		cfg.HTTP.Listen = "127.0.0.1:0"
+		cfg.HTTP.IngestToken = "s3cret"
+		cfg.Enricher.RulesFile = filepath.Join(dir, rules)
+		return app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bad.yaml", "rules:\n  - action: data_product_frobnicated\n    event: no_such.event\n")
+	write("good.yaml", "rules:\n  - action: data_product_frobnicated\n    event: data_product.updated\n")
+
+	for _, name := range []string{"missing.yaml", "bad.yaml"} {
+		if a, err := open(name); err == nil {
+			_ = a.Close()
+			t.Errorf("%s: Open succeeded", name)
+		} else if !strings.Contains(err.Error(), "enricher.rules_file") {
+			t.Errorf("%s: error does not name the key: %v", name, err)
+		}
+	}
+
+	a, err := open("good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	if err := portalsample.Load(ctx, a.DB); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(runCtx) })
+	t.Cleanup(func() { stop(); wg.Wait() })
+	body := `{"records":[{"id":"aaaaaaaa-0000-4000-8000-000000000002","name":"data_product_frobnicated",
+	  "subject_id":"10000000-0000-4000-8000-000000000001","subject_type":"data_product",
+	  "actor_id":"00000000-0000-4000-8000-000000000001","created_on":"2026-11-02T09:00:00Z"}]}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.HTTPAddr+"/v1/audit-records", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"enriched"`) {
+		t.Fatalf("ingest of an action only the rules file maps: %d %s", resp.StatusCode, b)
+	}
+	eventually(t, "the event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
 }
