@@ -107,9 +107,11 @@ func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
 	})
 }
 
-// With http.ingest_token, serve accepts audit records over HTTP, enriches
-// them into the outbox and relays them.
-func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
+// ingestApp opens Herald with the HTTP ingest on (token "s3cret") and
+// rulesFile as enricher.rules_file, on a fresh SQLite outbox holding the
+// portal sample.
+func ingestApp(t *testing.T, rulesFile string) (*app.App, error) {
+	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
 	dir := t.TempDir()
@@ -118,9 +120,10 @@ func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
 	cfg.Relay.PollInterval = 20 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.IngestToken = "s3cret"
+	cfg.Enricher.RulesFile = rulesFile
 	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	if err := portalsample.Load(ctx, a.DB); err != nil {
@@ -130,26 +133,40 @@ func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = a.Run(runCtx) })
 	t.Cleanup(func() { stop(); wg.Wait() })
+	return a, nil
+}
 
-	body := `{"records":[{"id":"aaaaaaaa-0000-4000-8000-000000000001","name":"data_product_updated",
+// postAuditRecord posts one audit record with the given action name and
+// returns the response's status and body.
+func postAuditRecord(t *testing.T, a *app.App, token, id, action string) (int, string) {
+	t.Helper()
+	body := `{"records":[{"id":"` + id + `","name":"` + action + `",
 	  "subject_id":"10000000-0000-4000-8000-000000000001","subject_type":"data_product",
 	  "actor_id":"00000000-0000-4000-8000-000000000001","created_on":"2026-11-02T09:00:00Z"}]}`
-	post := func(token string) (int, string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.HTTPAddr+"/v1/audit-records", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = resp.Body.Close() }()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.HTTPAddr+"/v1/audit-records", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code, _ := post("wrong"); code != http.StatusUnauthorized {
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// With http.ingest_token, serve accepts audit records over HTTP, enriches
+// them into the outbox and relays them.
+func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
+	a, err := ingestApp(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "aaaaaaaa-0000-4000-8000-000000000001"
+	if code, _ := postAuditRecord(t, a, "wrong", id, "data_product_updated"); code != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %d", code)
 	}
-	code, resp := post("s3cret")
+	code, resp := postAuditRecord(t, a, "s3cret", id, "data_product_updated")
 	if code != http.StatusOK || !strings.Contains(resp, `"enriched"`) {
 		t.Fatalf("ingest: %d %s", code, resp)
 	}
@@ -159,60 +176,32 @@ func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
 // enricher.rules_file is read at boot: a bad file stops Open with the key's
 // name, a good one is what the ingest endpoint maps with.
 func TestEnricherRulesFileIsCheckedAtBootAndUsedByIngest(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	open := func(rules string) (*app.App, error) {
-		cfg := config.Default()
-		cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
-		cfg.NATS.EmbeddedStoreDir = filepath.Join(t.TempDir(), "js")
-		cfg.HTTP.Listen = "127.0.0.1:0"
-		cfg.HTTP.IngestToken = "s3cret"
-		cfg.Enricher.RulesFile = filepath.Join(dir, rules)
-		return app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
-	}
-	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		return path
 	}
-	write("bad.yaml", "rules:\n  - action: data_product_frobnicated\n    event: no_such.event\n")
-	write("good.yaml", "rules:\n  - action: data_product_frobnicated\n    event: data_product.updated\n")
+	bad := write("bad.yaml", "rules:\n  - action: data_product_frobnicated\n    event: no_such.event\n")
+	good := write("good.yaml", "rules:\n  - action: data_product_frobnicated\n    event: data_product.updated\n")
 
-	for _, name := range []string{"missing.yaml", "bad.yaml"} {
-		if a, err := open(name); err == nil {
-			_ = a.Close()
-			t.Errorf("%s: Open succeeded", name)
+	for _, path := range []string{filepath.Join(dir, "missing.yaml"), bad} {
+		if _, err := ingestApp(t, path); err == nil {
+			t.Errorf("%s: Open succeeded", path)
 		} else if !strings.Contains(err.Error(), "enricher.rules_file") {
-			t.Errorf("%s: error does not name the key: %v", name, err)
+			t.Errorf("%s: error does not name the key: %v", path, err)
 		}
 	}
 
-	a, err := open("good.yaml")
+	a, err := ingestApp(t, good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.Close() })
-	if err := portalsample.Load(ctx, a.DB); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.Run(runCtx) })
-	t.Cleanup(func() { stop(); wg.Wait() })
-	body := `{"records":[{"id":"aaaaaaaa-0000-4000-8000-000000000002","name":"data_product_frobnicated",
-	  "subject_id":"10000000-0000-4000-8000-000000000001","subject_type":"data_product",
-	  "actor_id":"00000000-0000-4000-8000-000000000001","created_on":"2026-11-02T09:00:00Z"}]}`
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.HTTPAddr+"/v1/audit-records", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer s3cret")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"enriched"`) {
-		t.Fatalf("ingest of an action only the rules file maps: %d %s", resp.StatusCode, b)
+	code, resp := postAuditRecord(t, a, "s3cret", "aaaaaaaa-0000-4000-8000-000000000002", "data_product_frobnicated")
+	if code != http.StatusOK || !strings.Contains(resp, `"enriched"`) {
+		t.Fatalf("ingest of an action only the rules file maps: %d %s", code, resp)
 	}
 	eventually(t, "the event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
 }
