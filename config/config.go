@@ -23,6 +23,7 @@ type Config struct {
 	Log        Log        `koanf:"log"`
 	HTTP       HTTP       `koanf:"http"`
 	Enricher   Enricher   `koanf:"enricher"`
+	Tracing    Tracing    `koanf:"tracing"`
 	SQS        SQS        `koanf:"sqs"`
 	ServiceBus ServiceBus `koanf:"servicebus"`
 }
@@ -163,6 +164,19 @@ type Relay struct {
 	Ordering bool `koanf:"ordering"`
 }
 
+// Tracing configures OpenTelemetry spans of the relay: one per published
+// batch, linked to the trace context each event was written with.
+type Tracing struct {
+	// Exporter is "none" or "otlp" (OTLP over HTTP/protobuf).
+	Exporter string `koanf:"exporter"`
+	// Endpoint is the collector's OTLP/HTTP URL, e.g.
+	// http://otel-collector:4318 (/v1/traces is added unless the URL has
+	// a path); empty: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318.
+	Endpoint string `koanf:"endpoint"`
+	// SampleRatio is the share of batches traced, 0 to 1.
+	SampleRatio float64 `koanf:"sample_ratio"`
+}
+
 // Log configures Herald's own logging.
 type Log struct {
 	Level  string `koanf:"level"`  // debug, info, warn or error
@@ -202,6 +216,7 @@ func Default() Config {
 			Ordering:           true,
 		},
 		Log:        Log{Level: "info", Format: "text"},
+		Tracing:    Tracing{Exporter: "none", SampleRatio: 1},
 		ServiceBus: ServiceBus{Binding: "structured"},
 	}
 }
@@ -257,6 +272,7 @@ func (c Config) Validate() error {
 		bad("relay.lease", "must exceed nats.ack_timeout=%s (got %s)", c.NATS.AckTimeout, c.Relay.Lease)
 	}
 	c.Log.validate(bad)
+	c.Tracing.validate(bad)
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "must be host:port or :port (got %q)", c.HTTP.Listen)
@@ -439,5 +455,21 @@ func (l Log) validate(bad reporter) {
 func positive(bad reporter, key string, d time.Duration) {
 	if d <= 0 {
 		bad(key, "must be greater than 0 (got %s)", d)
+	}
+}
+
+func (t Tracing) validate(bad reporter) {
+	switch t.Exporter {
+	case "none", "otlp":
+	default:
+		bad("tracing.exporter", "must be none or otlp (got %q)", t.Exporter)
+	}
+	if t.Endpoint != "" {
+		if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("tracing.endpoint", "must be an http(s) URL such as http://otel-collector:4318 (got %q)", t.Endpoint)
+		}
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+		bad("tracing.sample_ratio", "must be between 0 and 1 (got %v)", t.SampleRatio)
 	}
 }

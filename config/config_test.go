@@ -162,6 +162,20 @@ log:
 			},
 		},
 		{
+			name: "numbers: an int or a fraction in the file, a string in env",
+			yaml: "tracing:\n  exporter: otlp\n  sample_ratio: 0\n",
+			env:  []string{"HERALD_TRACING_ENDPOINT=http://collector:4318"},
+			want: func(c *config.Config) {
+				c.Tracing = config.Tracing{Exporter: "otlp", Endpoint: "http://collector:4318", SampleRatio: 0}
+			},
+		},
+		{
+			name: "a fraction from env",
+			yaml: "-",
+			env:  []string{"HERALD_TRACING_SAMPLE_RATIO=0.25"},
+			want: func(c *config.Config) { c.Tracing.SampleRatio = 0.25 },
+		},
+		{
 			name: "env list replaces the file's list",
 			yaml: "nats:\n  stream_subjects: [a.>, b.>, c.>]\n",
 			env:  []string{"HERALD_NATS_STREAM_SUBJECTS=z.>"},
@@ -280,6 +294,12 @@ func TestLoadErrors(t *testing.T) {
 			invalid: true,
 		},
 		{
+			name:    "bad number",
+			yaml:    "tracing:\n  sample_ratio: lots\n",
+			want:    []string{`config {path}: tracing.sample_ratio: cannot parse "lots" as a number`},
+			invalid: true,
+		},
+		{
 			name:    "bad bool",
 			yaml:    "nats:\n  provision_stream: maybe\n",
 			want:    []string{`config {path}: nats.provision_stream: cannot parse "maybe" as a bool`},
@@ -372,6 +392,9 @@ func TestValidate(t *testing.T) {
 		{"embedded nats with auth", func(c *config.Config) { c.NATS.Token = "t" }, `nats.url: the embedded server takes no authentication or TLS settings`},
 		{"ingest without listener", func(c *config.Config) { c.HTTP.IngestToken = "t" }, `http.listen: required when http.ingest_token is set (the ingest endpoint needs a listener)`},
 		{"http listen", func(c *config.Config) { c.HTTP.Listen = "9090" }, `http.listen: must be host:port or :port (got "9090")`},
+		{"tracing exporter", func(c *config.Config) { c.Tracing.Exporter = "jaeger" }, `tracing.exporter: must be none or otlp (got "jaeger")`},
+		{"tracing endpoint", func(c *config.Config) { c.Tracing.Endpoint = "collector:4318" }, `tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "collector:4318")`},
+		{"tracing sample ratio", func(c *config.Config) { c.Tracing.SampleRatio = 1.5 }, `tracing.sample_ratio: must be between 0 and 1 (got 1.5)`},
 		{"negative retention", func(c *config.Config) { c.Relay.DeliveredRetention = -time.Hour }, `relay.delivered_retention: must not be negative (got -1h0m0s)`},
 		{"driver unknown", func(c *config.Config) { c.Database.Driver = "oracle" }, `database.driver: must be one of sqlite, postgres, mysql (got "oracle")`},
 		{"dsn", func(c *config.Config) { c.Database.DSN = "" }, `database.dsn: required`},

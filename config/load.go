@@ -240,6 +240,17 @@ func decode(raw any, t reflect.Type) (reflect.Value, error) {
 				return reflect.ValueOf(n), nil
 			}
 		}
+	case reflect.Float64:
+		switch v := raw.(type) {
+		case float64:
+			return reflect.ValueOf(v), nil
+		case int: // YAML reads 1 as an int
+			return reflect.ValueOf(float64(v)), nil
+		case string:
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return reflect.ValueOf(f), nil
+			}
+		}
 	case reflect.Slice:
 		if t.Elem().Kind() != reflect.String {
 			break
@@ -284,6 +295,8 @@ func typeName(t reflect.Type) string {
 		return "a string"
 	case reflect.Bool:
 		return "a bool (true or false)"
+	case reflect.Float64:
+		return "a number"
 	default:
 		return t.Kind().String()
 	}

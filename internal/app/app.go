@@ -206,7 +206,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 			return nil, err
 		}
 	}
-	a.Relay = producer.New(a.Store, a.Publisher,
+	relayOpts := []producer.Option{
 		producer.WithObserver(a.Metrics),
 		producer.WithBatchSize(cfg.Relay.BatchSize),
 		producer.WithPollInterval(cfg.Relay.PollInterval),
@@ -216,7 +216,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		producer.WithShutdownTimeout(cfg.Relay.ShutdownTimeout),
 		producer.WithDeliveredRetention(retention(cfg.Relay)),
 		producer.WithLogger(log),
-	)
+	}
+	tp, stopTracing, err := tracerProvider(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, err
+	}
+	if tp != nil {
+		// Closed after the relay has stopped, so its last spans are flushed.
+		a.closers = append(a.closers, stopTracing)
+		relayOpts = append(relayOpts, producer.WithTracerProvider(tp, cfg.Adapter))
+	}
+	a.Relay = producer.New(a.Store, a.Publisher, relayOpts...)
 	return a, nil
 }
 

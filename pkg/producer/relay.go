@@ -13,6 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/adapters"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
@@ -40,6 +45,8 @@ type settings struct {
 	retention       time.Duration
 	pruneEvery      time.Duration
 	observer        Observer
+	tracer          trace.Tracer // nil: no spans, and no work spent on them
+	destination     string
 	log             *slog.Logger
 }
 
@@ -117,6 +124,18 @@ func WithDeliveredRetention(d time.Duration) Option {
 
 // WithObserver reports the relay's work to o, e.g. Prometheus metrics.
 func WithObserver(o Observer) Option { return func(s *settings) { s.observer = o } }
+
+// WithTracerProvider makes the relay record a span per published batch
+// with tp (default: none). The span links to the trace context each event
+// was written with (its traceparent), so a producer's trace shows when and
+// where its event left; destination names the broker in the span, e.g.
+// "nats" or "sqs".
+func WithTracerProvider(tp trace.TracerProvider, destination string) Option {
+	return func(s *settings) {
+		s.tracer = tp.Tracer("github.com/heraldhq/herald/pkg/producer")
+		s.destination = destination
+	}
+}
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
@@ -300,7 +319,7 @@ func (r *Relay) cycle(ctx context.Context) (int, error) {
 		sent = append(sent, i)
 	}
 
-	results := r.publish(ctx, msgs)
+	results := r.tracedPublish(ctx, msgs)
 	now := time.Now()
 	for j, res := range results {
 		i := sent[j]
@@ -335,6 +354,58 @@ func checkPayload(row outbox.Row) (event.Event, error) {
 		return ev, fmt.Errorf("payload partitionkey %q differs from partition_key column %q", ev.PartitionKey, row.PartitionKey)
 	}
 	return ev, nil
+}
+
+// tracedPublish is publish inside a span of kind producer that links to
+// every event's own trace context. One span per batch, not per event: the
+// relay's cost is per batch, and links keep each producer's trace joined.
+func (r *Relay) tracedPublish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+	if len(msgs) == 0 || r.cfg.tracer == nil {
+		return r.publish(ctx, msgs)
+	}
+	links := make([]trace.Link, 0, len(msgs))
+	for _, m := range msgs {
+		sc, err := parseTraceParent(m.TraceParent)
+		if err != nil {
+			continue // no or unreadable trace context: nothing to link
+		}
+		links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{
+			attribute.String("messaging.message.id", m.ID),
+		}})
+	}
+	ctx, span := r.cfg.tracer.Start(ctx, "send "+r.cfg.destination, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(links...), trace.WithAttributes(
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.system", r.cfg.destination),
+			attribute.Int("messaging.batch.message_count", len(msgs)),
+			attribute.String("herald.relay", r.cfg.name),
+		))
+	defer span.End()
+	results := r.publish(ctx, msgs)
+	failed := 0
+	for _, res := range results {
+		if res.Err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		span.SetAttributes(attribute.Int("herald.failed_count", failed))
+		span.SetStatus(codes.Error, fmt.Sprintf("%d of %d events not accepted", failed, len(msgs)))
+	}
+	return results
+}
+
+// parseTraceParent reads a W3C traceparent header value.
+func parseTraceParent(v string) (trace.SpanContext, error) {
+	if v == "" {
+		return trace.SpanContext{}, errors.New("no traceparent")
+	}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": v})
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return sc, fmt.Errorf("invalid traceparent %q", v)
+	}
+	return sc, nil
 }
 
 // publish sends msgs and waits for their acks. Cancelling ctx does not cut

@@ -12,6 +12,11 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 
 	"github.com/heraldhq/herald/adapters"
@@ -521,5 +526,56 @@ func TestTraceParentTravelsToBrokerHeaders(t *testing.T) {
 	msgs := r.streamMessages()
 	if len(msgs) != 1 || msgs[0].Headers().Get("traceparent") != tp {
 		t.Fatalf("headers = %v; want traceparent %s", msgs[0].Headers(), tp)
+	}
+}
+
+// With a tracer provider the relay records a producer span per batch that
+// links to each event's own trace context, so the producer's trace shows
+// when its event left; events without one are published all the same.
+func TestRelaySpanLinksToTheProducersTrace(t *testing.T) {
+	r := newRig(t, "sqlite")
+	const (
+		traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		spanID  = "00f067aa0ba902b7"
+	)
+	ctx := context.Background()
+	traced, _ := event.New("io.herald.test.thing.created", "/test", nil, event.WithTraceParent("00-"+traceID+"-"+spanID+"-01"))
+	untraced, _ := event.New("io.herald.test.thing.created", "/test", nil)
+	if err := outbox.Write(ctx, r.db, traced, untraced); err != nil {
+		t.Fatal(err)
+	}
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(ctx) })
+	relay := producer.New(r.store, r.publisher(), producer.WithPollInterval(20*time.Millisecond),
+		producer.WithLogger(quiet()), producer.WithTracerProvider(tp, "nats"))
+	stop := runRelay(t, relay)
+	eventually(t, "delivery", func() bool { return r.pending() == 0 })
+	stop()
+
+	ended := spans.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans, want one for the batch", len(ended))
+	}
+	s := ended[0]
+	if s.Name() != "send nats" || s.SpanKind() != trace.SpanKindProducer || s.Status().Code == codes.Error {
+		t.Errorf("span %q kind %v status %v", s.Name(), s.SpanKind(), s.Status())
+	}
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		attrs[kv.Key] = kv.Value
+	}
+	if got := attrs["messaging.batch.message_count"].AsInt64(); got != 2 {
+		t.Errorf("messaging.batch.message_count = %d, want 2", got)
+	}
+	links := s.Links()
+	if len(links) != 1 {
+		t.Fatalf("%d links, want 1 (only one event has a trace context)", len(links))
+	}
+	if sc := links[0].SpanContext; sc.TraceID().String() != traceID || sc.SpanID().String() != spanID {
+		t.Errorf("link to %s/%s, want %s/%s", sc.TraceID(), sc.SpanID(), traceID, spanID)
+	}
+	if s.SpanContext().TraceID().String() == traceID {
+		t.Error("the batch span joined one producer's trace instead of linking to it")
 	}
 }

@@ -76,6 +76,14 @@ relay:
 log:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with include "herald.block" .Values.enricher | fromYaml }}
+enricher:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with include "herald.block" .Values.tracing | fromYaml }}
+tracing:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if .Values.health.enabled }}
 http:
   listen: ":{{ .Values.health.port }}"
