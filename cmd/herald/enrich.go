@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -114,7 +118,7 @@ func closeGorm(db *gorm.DB) {
 func enrichTailCmd(e env, f *enrichFlags) *cobra.Command {
 	var interval, overlap time.Duration
 	var batch int
-	var name string
+	var name, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "tail",
 		Short: "Follow the portal's audit table and write its events to the outbox until interrupted",
@@ -134,6 +138,14 @@ func enrichTailCmd(e env, f *enrichFlags) *cobra.Command {
 			defer s.close()
 			opts := append(s.opts, enricher.WithPollInterval(interval), enricher.WithOverlap(overlap),
 				enricher.WithBatchSize(batch), enricher.WithCursorName(name))
+			if metricsListen != "" {
+				m, stop, err := e.serveEnricherMetrics(cmd.Context(), s.db, metricsListen)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				opts = append(opts, enricher.WithObserver(m.Enriched))
+			}
 			tail, err := enricher.NewTail(s.db, s.enricher, opts...)
 			if err != nil {
 				return err
@@ -145,7 +157,40 @@ func enrichTailCmd(e env, f *enrichFlags) *cobra.Command {
 	cmd.Flags().DurationVar(&overlap, "overlap", enricher.DefaultOverlap, "how far back each poll re-reads: the longest portal transaction it still catches without a PostgreSQL horizon")
 	cmd.Flags().IntVar(&batch, "batch-size", enricher.DefaultBatchSize, "audit rows read per query")
 	cmd.Flags().StringVar(&name, "cursor", enricher.DefaultCursorName, "the cursor's name, when several portals share one outbox")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics (enricher lag and counts, the outbox), /healthz and /readyz on this address, e.g. :9091")
 	return cmd
+}
+
+// serveEnricherMetrics serves the tail's metrics and probes on addr until
+// stop, which waits for the server to end.
+func (e env) serveEnricherMetrics(ctx context.Context, db *gorm.DB, addr string) (_ *metrics.Metrics, stop func(), _ error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("--metrics-listen: %w", err)}
+	}
+	store, err := outbox.NewStore(db)
+	if err != nil {
+		_ = ln.Close()
+		return nil, nil, err
+	}
+	m := metrics.New("", store)
+	ready := metrics.Check{Name: "database", Run: func(ctx context.Context) error {
+		sqlDB, err := db.DB()
+		if err != nil {
+			return err
+		}
+		return sqlDB.PingContext(ctx)
+	}}
+	srv := &http.Server{Handler: m.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	_, _ = fmt.Fprintf(e.stderr, "herald enrich tail: metrics on http://%s/metrics\n", ln.Addr())
+	return m, func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+		wg.Wait()
+	}, nil
 }
 
 func enrichErrorsCmd(e env, f *enrichFlags) *cobra.Command {

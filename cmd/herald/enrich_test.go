@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,7 +47,10 @@ func TestEnrichTailErrorsRetry(t *testing.T) {
 	// tail runs until its context ends, as on SIGINT.
 	tctx, cancel := context.WithCancel(ctx)
 	done := make(chan result, 1)
-	go func() { done <- herald(tctx, t, nil, "enrich", "tail", "--config", cfg, "--poll-interval", "20ms") }()
+	metricsAddr := freeAddr(t)
+	go func() {
+		done <- herald(tctx, t, nil, "enrich", "tail", "--config", cfg, "--poll-interval", "20ms", "--metrics-listen", metricsAddr)
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var n int64
@@ -60,6 +66,26 @@ func TestEnrichTailErrorsRetry(t *testing.T) {
 			t.Fatalf("tail did not reach the last record: %+v", <-done)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The tail's metrics count what it did, by source and status.
+	scrape := func() string {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics") //nolint:noctx // a test against 127.0.0.1
+		if err != nil {
+			return ""
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	body := scrape()
+	for _, want := range []string{
+		`herald_enricher_records_total{source="tail",status="quarantined"} 1`,
+		`herald_enricher_records_total{source="tail",status="enriched"}`,
+		`herald_enricher_lag_seconds_count{source="tail"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("tail's /metrics lacks %s", want)
+		}
 	}
 	cancel()
 	if res := <-done; res.code != exitOK {
@@ -114,4 +140,15 @@ func TestEnrichTailErrorsRetry(t *testing.T) {
 	if res := herald(ctx, t, nil, "enrich", "retry", "--config", cfg, "--id", unknownID); res.code != exitUsage {
 		t.Errorf("retry of a cleared id: %+v, want usage error", res)
 	}
+}
+
+// freeAddr returns a 127.0.0.1 address no one listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
 }

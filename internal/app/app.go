@@ -97,7 +97,8 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken)
+	ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken,
+		enricher.WithObserver(a.Metrics.Enriched))
 	if err != nil {
 		return nil, fmt.Errorf("http.ingest_token: %w", err)
 	}

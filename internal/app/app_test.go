@@ -171,6 +171,12 @@ func TestServeIngestsAuditRecordsOverHTTP(t *testing.T) {
 		t.Fatalf("ingest: %d %s", code, resp)
 	}
 	eventually(t, "the ingested event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
+	_, metrics := get(t, "http://"+a.HTTPAddr+"/metrics")
+	for _, want := range []string{`herald_enricher_records_total{source="ingest",status="enriched"} 1`, `herald_enricher_lag_seconds_count{source="ingest"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // enricher.rules_file is read at boot: a bad file stops Open with the key's

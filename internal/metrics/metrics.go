@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
 )
@@ -32,6 +34,9 @@ type Metrics struct {
 	commitToAck  prometheus.Histogram
 	reclaimed    prometheus.Counter
 	leaseLost    prometheus.Counter
+
+	auditRecords *prometheus.CounterVec
+	enrichLag    *prometheus.HistogramVec
 }
 
 var _ producer.Observer = (*Metrics)(nil)
@@ -70,11 +75,29 @@ func New(destination string, store *outbox.Store) *Metrics {
 		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_lease_lost_total", Help: "Outcomes not recorded because another relay had taken the rows over.",
 		}),
+		auditRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_enricher_records_total", Help: "Audit records the enricher handled, by source (ingest, tail, ...) and status (enriched, quarantined, duplicate).",
+		}, []string{"source", "status"}),
+		enrichLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_enricher_lag_seconds",
+			Help:    "Time from an audit record's created_on (its transaction's start) to its events' commit into the outbox.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 18),
+		}, []string{"source"}),
 	}
-	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.leaseLost,
+	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.leaseLost, m.auditRecords, m.enrichLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		outboxCollector{store: store})
 	return m
+}
+
+// Enriched records what the enricher did with one audit record; pass it to
+// the enricher's sources with enricher.WithObserver.
+func (m *Metrics) Enriched(res enricher.Result) {
+	source, _, _ := strings.Cut(res.Source, ":") // "tail:<cursor>" counts as tail
+	m.auditRecords.WithLabelValues(source, string(res.Status)).Inc()
+	if res.Status == enricher.StatusEnriched && !res.CreatedOn.IsZero() {
+		m.enrichLag.WithLabelValues(source).Observe(time.Since(res.CreatedOn).Seconds())
+	}
 }
 
 // Published implements producer.Observer.

@@ -55,6 +55,8 @@ const (
 // Result is what happened to one audit record.
 type Result struct {
 	AuditID      string
+	Source       string    // the source that handled it: "ingest", "tail:<cursor>", ...
+	CreatedOn    time.Time // the audit record's created_on; zero when unreadable
 	Status       Status
 	EventIDs     []string // the events written, when enriched
 	QuarantineID string   // the quarantine row, when quarantined
@@ -158,7 +160,7 @@ var errDuplicate = errors.New("duplicate audit record")
 // returned as errors; a bad record is a quarantined Result.
 func (p *pipeline) handle(ctx context.Context, source string, in incoming, within func(tx *gorm.DB) error) (Result, error) {
 	key := auditKey(in.rec.ID)
-	res := Result{AuditID: key}
+	res := Result{AuditID: key, Source: source, CreatedOn: in.rec.CreatedOn}
 	var enrichErr error
 	if in.badErr == nil {
 		var evs []event.Event
