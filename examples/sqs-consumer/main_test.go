@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	sqsadapter "github.com/heraldhq/herald/adapters/sqs"
+	"github.com/heraldhq/herald/examples/internal/heraldtest"
+)
+
+// Events go through Herald end to end (outbox.Write, the relay, the SQS
+// adapter, the SQS emulator at HERALD_SQS_ENDPOINT) into the example. The
+// side effect of a quarter of them fails on its first try, so their messages
+// must come back after the visibility timeout; then all of them are written
+// and relayed a second time, which a standard queue stores again, so that
+// each reaches the consumer twice. Each must be provisioned exactly once.
+func TestProvisionsEachEventOnceThroughSQS(t *testing.T) {
+	const n = 20
+	endpoint := os.Getenv("HERALD_SQS_ENDPOINT")
+	if endpoint == "" {
+		endpoint = "http://127.0.0.1:4566"
+	}
+	// The default AWS credential chain, as in production: here the
+	// environment. Both the adapter and the example read it.
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_REGION", "us-east-1")
+	queueURL := createQueue(t, endpoint)
+
+	pub, err := sqsadapter.New(t.Context(), queueURL,
+		sqsadapter.WithEndpoint(endpoint), sqsadapter.WithLogger(heraldtest.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	ob := heraldtest.NewOutbox(t)
+	events := heraldtest.Events(t, n)
+	ob.Write(events...)
+	relay := ob.Relay(pub)
+
+	failOnce := heraldtest.IDs(events[:n/4])
+	flaky := heraldtest.NewFlaky(provision, failOnce...)
+	cfg := config{
+		QueueURL:          queueURL,
+		Endpoint:          endpoint,
+		Name:              "provisioner",
+		DBPath:            filepath.Join(t.TempDir(), "consumer.db"),
+		WaitTime:          time.Second,
+		VisibilityTimeout: time.Second,
+	}
+	// The test reads the consumer's database beside it. Opened first: two
+	// connections switching a new file to WAL at once may find it locked.
+	db, err := openDB(t.Context(), cfg.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run(ctx, cfg, flaky.Apply); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	ob.WaitDelivered(relay, n)
+	waitQueueEmpty(t, endpoint, queueURL)
+	heraldtest.CheckExactlyOnce(t, db, events, flaky, failOnce)
+
+	ob.Write(events...) // a standard queue has no duplicate detection
+	ob.WaitDelivered(relay, 2*n)
+	waitQueueEmpty(t, endpoint, queueURL)
+	heraldtest.CheckExactlyOnce(t, db, events, flaky, failOnce)
+}
+
+func adminClient(endpoint string) *sqs.Client {
+	return sqs.New(sqs.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(endpoint),
+	})
+}
+
+// createQueue creates a standard queue, deleted at cleanup. Without the
+// emulator the test is skipped, unless HERALD_REQUIRE_SERVICES=1 (as in CI).
+func createQueue(t *testing.T, endpoint string) string {
+	t.Helper()
+	client := adminClient(endpoint)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(fmt.Sprintf("herald-example-%d", time.Now().UnixNano())),
+	}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+	if err != nil {
+		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("SQS emulator at %s: %v", endpoint, err)
+		}
+		t.Skipf("SQS emulator at %s unavailable (%v); run .ci/sqs.sh, or set HERALD_REQUIRE_SERVICES=1 to fail instead", endpoint, err)
+	}
+	queueURL := aws.ToString(out.QueueUrl)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)})
+	})
+	return queueURL
+}
+
+// waitQueueEmpty waits until every message was deleted, that is, the
+// consumer was done with each.
+func waitQueueEmpty(t *testing.T, endpoint, queueURL string) {
+	t.Helper()
+	client := adminClient(endpoint)
+	heraldtest.Eventually(t, 20*time.Second, "the consumer to delete every message", func() error {
+		out, err := client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(queueURL),
+			AttributeNames: []types.QueueAttributeName{
+				types.QueueAttributeNameApproximateNumberOfMessages,
+				types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			},
+		})
+		if err != nil {
+			return err
+		}
+		visible := out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)]
+		hidden := out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)]
+		if visible != "0" || hidden != "0" {
+			return fmt.Errorf("%s messages visible, %s in flight", visible, hidden)
+		}
+		return nil
+	})
+}
