@@ -8,7 +8,8 @@
 //   - a batch larger than the broker's per-call limit arrives whole, each
 //     message once;
 //   - a re-published id is flagged Duplicate and stored once (Harness.Dedupe);
-//   - messages sharing a partition key arrive in the order published;
+//   - messages sharing a partition key arrive in the order published
+//     (unless Harness.Unordered);
 //   - an oversize message fails permanently without failing its batch;
 //   - an unreachable broker yields a transient error per message (never one
 //     wrapping adapters.ErrPermanent), not a panic or hang;
@@ -69,6 +70,12 @@ type Harness struct {
 	// Dedupe is true when the broker drops a re-published event id. When
 	// false, the duplicate subtest is skipped.
 	Dedupe bool
+
+	// Unordered is true when the broker promises no order at all (an SQS
+	// standard queue): the order subtest then checks only that every
+	// message arrives once. Per-key order is the relay's job there, and
+	// consumers must not rely on it.
+	Unordered bool
 
 	// ReceiveTimeout bounds the wait for messages that should arrive; it
 	// only runs out when the adapter is broken. Default 30s.

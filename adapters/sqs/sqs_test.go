@@ -51,9 +51,10 @@ func TestConformanceFIFO(t *testing.T) {
 }
 
 // TestConformanceStandard runs the suite against a standard queue, which
-// has no duplicate detection. Its per-key order subtest passes because the
-// emulator happens to deliver a standard queue in order; SQS itself only
-// tries to (see the package doc).
+// has neither duplicate detection nor an order guarantee (see the package
+// doc): the order subtest checks only that every message arrives once. The
+// emulator usually keeps order, but not when a receive's response is lost
+// and its messages come back after the reader's visibility timeout.
 func TestConformanceStandard(t *testing.T) {
 	emu := emulator(t)
 	adaptertest.Run(t, adaptertest.Harness{
@@ -66,6 +67,7 @@ func TestConformanceStandard(t *testing.T) {
 		MaxPayload: sqs.DefaultMaxMessageSize,
 		BatchLimit: sqs.MaxBatchEntries,
 		Dedupe:     false,
+		Unordered:  true,
 	})
 }
 
