@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,12 +24,11 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/glebarez/go-sqlite" // the "sqlite" database/sql driver, pure Go
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/examples/internal/provision"
 	"github.com/heraldhq/herald/pkg/consumer"
-	"github.com/heraldhq/herald/pkg/enricher"
 )
 
 type config struct {
@@ -55,7 +53,7 @@ func main() {
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg, provision)
+	err := run(ctx, cfg, provision.Provision)
 	stop()
 	if err != nil {
 		slog.Error("nats-consumer stopped", "error", err)
@@ -63,25 +61,14 @@ func main() {
 	}
 }
 
-// applyFunc is the side effect of one event, run by the ledger inside its
-// transaction.
-type applyFunc func(ctx context.Context, tx *sql.Tx, ev consumer.Event) error
-
 // run consumes the stream until ctx is cancelled, running apply at most once
 // per event id.
-func run(ctx context.Context, cfg config, apply applyFunc) error {
-	db, err := openDB(ctx, cfg.DBPath)
+func run(ctx context.Context, cfg config, apply provision.Func) error {
+	db, ledger, err := provision.Open(ctx, cfg.DBPath, cfg.Durable)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = db.Close() }()
-	ledger, err := consumer.NewLedger(db, consumer.SQLite, cfg.Durable)
-	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if err := ledger.Migrate(ctx); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
 
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("herald-example-"+cfg.Durable))
 	if err != nil {
@@ -131,12 +118,12 @@ func run(ctx context.Context, cfg config, apply applyFunc) error {
 
 // handle processes one message and acknowledges it: ack when the ledger is
 // done with the event, nak (deliver again later) when it failed.
-func handle(ctx context.Context, ledger *consumer.Ledger, apply applyFunc, msg jetstream.Msg, retryDelay time.Duration) {
+func handle(ctx context.Context, ledger *consumer.Ledger, apply provision.Func, msg jetstream.Msg, retryDelay time.Duration) {
 	log := slog.With("subject", msg.Subject())
 	if md, err := msg.Metadata(); err == nil {
 		log = log.With("stream_seq", md.Sequence.Stream, "delivery", md.NumDelivered)
 	}
-	ev, outcome, err := process(ctx, ledger, apply, msg.Data())
+	ev, outcome, err := ledger.Handle(ctx, msg.Data(), apply)
 	log = log.With("event_id", ev.ID, "type", ev.Type)
 	switch {
 	case errors.Is(err, consumer.ErrInvalid):
@@ -164,73 +151,4 @@ func handle(ctx context.Context, ledger *consumer.Ledger, apply applyFunc, msg j
 		}
 		log.Info("event done", "outcome", outcome)
 	}
-}
-
-// process parses a message body and lets the ledger run apply for it.
-func process(ctx context.Context, ledger *consumer.Ledger, apply applyFunc, body []byte) (consumer.Event, consumer.Outcome, error) {
-	ev, err := consumer.Parse(body)
-	if err != nil {
-		return ev, 0, err
-	}
-	outcome, err := ledger.Process(ctx, ev, func(ctx context.Context, tx *sql.Tx) error {
-		return apply(ctx, tx, ev)
-	})
-	return ev, outcome, err
-}
-
-// openDB opens this consumer's own database and creates the provisioned
-// table; the ledger adds its tables next to it. With PostgreSQL or MySQL,
-// open it with their driver and pass consumer.Postgres or consumer.MySQL to
-// NewLedger.
-func openDB(ctx context.Context, path string) (*sql.DB, error) {
-	// WAL and a busy timeout make concurrent transactions queue instead of
-	// failing; IMMEDIATE takes the write lock at BEGIN, so that a
-	// transaction never fails half way for want of it.
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if _, err := db.ExecContext(ctx, provisionedTable); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, nil
-}
-
-// provisionedTable records what this consumer provisioned. event_id is
-// deliberately not UNIQUE: the ledger alone keeps it to one row per event,
-// and the example's test counts the rows to prove it.
-const provisionedTable = `CREATE TABLE IF NOT EXISTS provisioned (
-  event_id        TEXT NOT NULL,
-  data_product_id TEXT NOT NULL,
-  namespace       TEXT NOT NULL,
-  provisioned_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)`
-
-// provision is the side effect: here a row in the consumer's own database;
-// in real life a bucket, a database schema or a topic named after the data
-// product. It runs in the ledger's transaction, so the row exists if and
-// only if the event id is recorded. A side effect outside the database must
-// be idempotent itself (create if absent) and return its error, so that the
-// retry runs it again.
-func provision(ctx context.Context, tx *sql.Tx, ev consumer.Event) error {
-	if ev.Type != "io.herald.portal.data_product.created" {
-		return nil // not for us: recorded as done, and acked
-	}
-	data, known, err := ev.Decode()
-	if err != nil || !known {
-		// An error (data that does not fit its type) fails the event, so it
-		// is retried until the broker dead-letters it. Not known: a data
-		// version this build does not read; nothing to do.
-		return err
-	}
-	dp, ok := data.(enricher.DataProduct)
-	if !ok {
-		return nil // an enricher.DeletedEntity: the product was gone before Herald saw it
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO provisioned (event_id, data_product_id, namespace) VALUES (?, ?, ?)`,
-		ev.ID, dp.ID, dp.Namespace); err != nil {
-		return fmt.Errorf("provision %s: %w", dp.Namespace, err)
-	}
-	return nil
 }

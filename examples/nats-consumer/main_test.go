@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	natsadapter "github.com/heraldhq/herald/adapters/nats"
 	"github.com/heraldhq/herald/examples/internal/heraldtest"
+	"github.com/heraldhq/herald/examples/internal/provision"
 )
 
 // Events go through Herald end to end (outbox.Write, the relay, the NATS
@@ -44,7 +44,7 @@ func TestProvisionsEachEventOnceThroughJetStream(t *testing.T) {
 	relay := ob.Relay(pub)
 
 	failOnce := heraldtest.IDs(events[:n/4])
-	flaky := heraldtest.NewFlaky(provision, failOnce...)
+	flaky := heraldtest.NewFlaky(provision.Provision, failOnce...)
 	cfg := config{
 		NATSURL:    srv.ClientURL(),
 		Stream:     natsadapter.DefaultStream,
@@ -54,21 +54,7 @@ func TestProvisionsEachEventOnceThroughJetStream(t *testing.T) {
 		RetryDelay: 50 * time.Millisecond,
 		MaxDeliver: 5,
 	}
-	// The test reads the consumer's database beside it. Opened first: two
-	// connections switching a new file to WAL at once may find it locked.
-	db, err := openDB(t.Context(), cfg.DBPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := run(ctx, cfg, flaky.Apply); err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	t.Cleanup(func() { stop(); wg.Wait() })
+	db := heraldtest.Run(t, cfg.DBPath, func(ctx context.Context) error { return run(ctx, cfg, flaky.Apply) })
 
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {

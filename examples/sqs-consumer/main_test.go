@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	sqsadapter "github.com/heraldhq/herald/adapters/sqs"
 	"github.com/heraldhq/herald/examples/internal/heraldtest"
+	"github.com/heraldhq/herald/examples/internal/provision"
 )
 
 // Events go through Herald end to end (outbox.Write, the relay, the SQS
@@ -49,7 +49,7 @@ func TestProvisionsEachEventOnceThroughSQS(t *testing.T) {
 	relay := ob.Relay(pub)
 
 	failOnce := heraldtest.IDs(events[:n/4])
-	flaky := heraldtest.NewFlaky(provision, failOnce...)
+	flaky := heraldtest.NewFlaky(provision.Provision, failOnce...)
 	cfg := config{
 		QueueURL:          queueURL,
 		Endpoint:          endpoint,
@@ -58,21 +58,7 @@ func TestProvisionsEachEventOnceThroughSQS(t *testing.T) {
 		WaitTime:          time.Second,
 		VisibilityTimeout: time.Second,
 	}
-	// The test reads the consumer's database beside it. Opened first: two
-	// connections switching a new file to WAL at once may find it locked.
-	db, err := openDB(t.Context(), cfg.DBPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := run(ctx, cfg, flaky.Apply); err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	t.Cleanup(func() { stop(); wg.Wait() })
+	db := heraldtest.Run(t, cfg.DBPath, func(ctx context.Context) error { return run(ctx, cfg, flaky.Apply) })
 
 	ob.WaitDelivered(relay, n)
 	waitQueueEmpty(t, endpoint, queueURL)

@@ -34,10 +34,8 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/glebarez/go-sqlite" // the "sqlite" database/sql driver, pure Go
-
+	"github.com/heraldhq/herald/examples/internal/provision"
 	"github.com/heraldhq/herald/pkg/consumer"
-	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -74,7 +72,7 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg, provision)
+	err := run(ctx, cfg, provision.Provision)
 	stop()
 	if err != nil {
 		slog.Error("webhook-consumer stopped", "error", err)
@@ -82,25 +80,14 @@ func main() {
 	}
 }
 
-// applyFunc is the side effect of one event, run by the ledger inside its
-// transaction.
-type applyFunc func(ctx context.Context, tx *sql.Tx, ev consumer.Event) error
-
 // run serves the webhook endpoint until ctx is cancelled, then lets the
 // requests in flight finish.
-func run(ctx context.Context, cfg config, apply applyFunc) error {
-	db, err := openDB(ctx, cfg.DBPath)
+func run(ctx context.Context, cfg config, apply provision.Func) error {
+	db, ledger, err := provision.Open(ctx, cfg.DBPath, cfg.Name)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = db.Close() }()
-	ledger, err := consumer.NewLedger(db, consumer.SQLite, cfg.Name)
-	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if err := ledger.Migrate(ctx); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
 
 	mux := http.NewServeMux()
 	mux.Handle("POST "+cfg.Path, &handler{secrets: cfg.Secrets, tolerance: cfg.Tolerance, ledger: ledger, apply: apply})
@@ -134,7 +121,7 @@ type handler struct {
 	secrets   [][]byte
 	tolerance time.Duration
 	ledger    *consumer.Ledger
-	apply     applyFunc
+	apply     provision.Func
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -189,62 +176,4 @@ func (h *handler) process(ctx context.Context, body []byte, webhookID string) (c
 		return h.apply(ctx, tx, ev)
 	})
 	return ev, outcome, err
-}
-
-// openDB opens this consumer's own database and creates the provisioned
-// table; the ledger adds its tables next to it. With PostgreSQL or MySQL,
-// open it with their driver and pass consumer.Postgres or consumer.MySQL to
-// NewLedger.
-func openDB(ctx context.Context, path string) (*sql.DB, error) {
-	// WAL and a busy timeout make concurrent transactions (Herald sends
-	// several requests at once) queue instead of failing; IMMEDIATE takes
-	// the write lock at BEGIN, so that a transaction never fails half way
-	// for want of it.
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if _, err := db.ExecContext(ctx, provisionedTable); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, nil
-}
-
-// provisionedTable records what this consumer provisioned. event_id is
-// deliberately not UNIQUE: the ledger alone keeps it to one row per event,
-// and the example's test counts the rows to prove it.
-const provisionedTable = `CREATE TABLE IF NOT EXISTS provisioned (
-  event_id        TEXT NOT NULL,
-  data_product_id TEXT NOT NULL,
-  namespace       TEXT NOT NULL,
-  provisioned_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)`
-
-// provision is the side effect: here a row in the consumer's own database;
-// in real life a bucket, a database schema or a topic named after the data
-// product. It runs in the ledger's transaction, so the row exists if and
-// only if the event id is recorded. A side effect outside the database must
-// be idempotent itself (create if absent) and return its error, so that the
-// retry runs it again.
-func provision(ctx context.Context, tx *sql.Tx, ev consumer.Event) error {
-	if ev.Type != "io.herald.portal.data_product.created" {
-		return nil // not for us: recorded as done, and answered 204
-	}
-	data, known, err := ev.Decode()
-	if err != nil || !known {
-		// An error (data that does not fit its type) fails the event, so it
-		// is retried until the broker dead-letters it. Not known: a data
-		// version this build does not read; nothing to do.
-		return err
-	}
-	dp, ok := data.(enricher.DataProduct)
-	if !ok {
-		return nil // an enricher.DeletedEntity: the product was gone before Herald saw it
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO provisioned (event_id, data_product_id, namespace) VALUES (?, ?, ?)`,
-		ev.ID, dp.ID, dp.Namespace); err != nil {
-		return fmt.Errorf("provision %s: %w", dp.Namespace, err)
-	}
-	return nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/examples/internal/heraldtest"
-	"github.com/heraldhq/herald/pkg/consumer"
+	"github.com/heraldhq/herald/examples/internal/provision"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
@@ -30,7 +30,7 @@ func TestProvisionsEachEventOnceThroughWebhooks(t *testing.T) {
 	const n = 20
 	events := heraldtest.Events(t, n)
 	failOnce := heraldtest.IDs(events[:n/4])
-	flaky := heraldtest.NewFlaky(provision, failOnce...)
+	flaky := heraldtest.NewFlaky(provision.Provision, failOnce...)
 	secret := newSecret(t)
 	h, db := newTestHandler(t, secret, flaky.Apply)
 	srv := httptest.NewServer(h) // on 127.0.0.1
@@ -72,7 +72,7 @@ func TestProvisionsEachEventOnceThroughWebhooks(t *testing.T) {
 // included), 4xx, which Herald does not retry, for requests it must refuse.
 func TestAnswersEachRequestAsHeraldExpects(t *testing.T) {
 	secret := newSecret(t)
-	h, db := newTestHandler(t, secret, provision)
+	h, db := newTestHandler(t, secret, provision.Provision)
 	events := heraldtest.Events(t, 1)
 	ev := events[0]
 	body, err := ev.MarshalJSON()
@@ -139,7 +139,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, provision) }()
+	go func() { done <- run(ctx, cfg, provision.Provision) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
@@ -199,20 +199,13 @@ func newSecret(t *testing.T) []byte {
 }
 
 // newTestHandler returns the example's handler on a fresh database.
-func newTestHandler(t *testing.T, secret []byte, apply applyFunc) (*handler, *sql.DB) {
+func newTestHandler(t *testing.T, secret []byte, apply provision.Func) (*handler, *sql.DB) {
 	t.Helper()
-	db, err := openDB(t.Context(), filepath.Join(t.TempDir(), "consumer.db"))
+	db, ledger, err := provision.Open(t.Context(), filepath.Join(t.TempDir(), "consumer.db"), "provisioner")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	ledger, err := consumer.NewLedger(db, consumer.SQLite, "provisioner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
 	return &handler{secrets: [][]byte{secret}, tolerance: webhooks.DefaultTolerance, ledger: ledger, apply: apply}, db
 }
 

@@ -102,6 +102,20 @@ func (l *Ledger) Migrate(ctx context.Context) error {
 // constant ("herald consumer" in ASCII, in part).
 const migrateLockKey int64 = 0x68657261_6c64_63
 
+// Handle is what a receiver does with a message body: [Parse] it, then
+// [Ledger.Process] it with fn, which gets the parsed event. It returns the
+// event as far as it was parsed, for logs. An error wrapping [ErrInvalid]
+// (not a CloudEvent) will never succeed: dead-letter the message; any other
+// error: let the broker redeliver it.
+func (l *Ledger) Handle(ctx context.Context, body []byte, fn func(ctx context.Context, tx *sql.Tx, ev Event) error) (Event, Outcome, error) {
+	ev, err := Parse(body)
+	if err != nil {
+		return ev, 0, err
+	}
+	outcome, err := l.Process(ctx, ev, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, tx, ev) })
+	return ev, outcome, err
+}
+
 // Process runs fn at most once per event id for this consumer: in ONE
 // transaction it records the id (INSERT ... ON CONFLICT DO NOTHING on
 // PostgreSQL/SQLite, INSERT IGNORE on MySQL/MariaDB), then applies the

@@ -163,6 +163,7 @@ func TestLedger(t *testing.T) {
 				{"ConsumersAreIndependent", testConsumersIndependent},
 				{"Prune", testPrune},
 				{"InvalidEvents", testInvalidEvents},
+				{"HandleParsesThenProcesses", testHandle},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, f) })
 			}
@@ -544,5 +545,28 @@ func TestMigrationSQL(t *testing.T) {
 	}
 	if s := consumer.MigrationSQL("oracle"); s != "" {
 		t.Errorf("MigrationSQL(oracle) = %q; want empty", s)
+	}
+}
+
+func testHandle(t *testing.T, f fixture) {
+	ctx := context.Background()
+	l := f.ledger(t, t.Name())
+	var calls atomic.Int32
+	fn := func(ctx context.Context, tx *sql.Tx, ev consumer.Event) error {
+		return f.apply(t.Name(), ev, &calls)(ctx, tx)
+	}
+	if _, _, err := l.Handle(ctx, []byte(`{"specversion":"1.0"}`), fn); !errors.Is(err, consumer.ErrInvalid) || calls.Load() != 0 {
+		t.Fatalf("Handle(not an event) = %v after %d calls; want ErrInvalid, no call", err, calls.Load())
+	}
+	id := newEvent(t, "", time.Time{}).ID
+	body := []byte(`{"specversion":"1.0","id":"` + id + `","source":"/portal","type":"io.herald.portal.data_product.updated","subject":"data_products/1"}`)
+	for i, want := range []consumer.Outcome{consumer.Applied, consumer.Duplicate} {
+		ev, got, err := l.Handle(ctx, body, fn)
+		if err != nil || got != want || ev.ID != id || ev.Subject != "data_products/1" {
+			t.Fatalf("delivery %d: Handle = %+v, %v, %v; want event %s, %v", i+1, ev, got, err, id, want)
+		}
+	}
+	if calls.Load() != 1 || f.effects(t, t.Name()) != 1 {
+		t.Errorf("fn ran %d times, %d effects; want 1, 1", calls.Load(), f.effects(t, t.Name()))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/examples/internal/provision"
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/pkg/consumer"
 	"github.com/heraldhq/herald/pkg/enricher"
@@ -165,10 +166,6 @@ func Eventually(t testing.TB, timeout time.Duration, what string, check func() e
 	}
 }
 
-// ApplyFunc is the examples' side effect, run by consumer.Ledger.Process in
-// its transaction.
-type ApplyFunc = func(ctx context.Context, tx *sql.Tx, ev consumer.Event) error
-
 // ErrInjected is the failure Flaky injects.
 var ErrInjected = errors.New("injected failure: the side effect fails on its first try")
 
@@ -177,14 +174,14 @@ var ErrInjected = errors.New("injected failure: the side effect fails on its fir
 // event again. It counts the calls per event id, which shows that the ledger
 // never ran the side effect for a duplicate.
 type Flaky struct {
-	apply    ApplyFunc
+	apply    provision.Func
 	mu       sync.Mutex
 	failOnce map[string]bool
 	calls    map[string]int
 }
 
 // NewFlaky wraps apply.
-func NewFlaky(apply ApplyFunc, failOnce ...string) *Flaky {
+func NewFlaky(apply provision.Func, failOnce ...string) *Flaky {
 	f := &Flaky{apply: apply, failOnce: map[string]bool{}, calls: map[string]int{}}
 	for _, id := range failOnce {
 		f.failOnce[id] = true
@@ -210,6 +207,28 @@ func (f *Flaky) Calls(id string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[id]
+}
+
+// Run starts a consumer: run in a goroutine the test owns, cancelled and
+// waited for at cleanup. It first opens the consumer's database at dbPath
+// for the test's checks, and returns it: opened before run opens it, since
+// two connections switching a new file to WAL at once may find it locked.
+func Run(t testing.TB, dbPath string, run func(ctx context.Context) error) *sql.DB {
+	t.Helper()
+	db, err := provision.OpenDB(t.Context(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run(ctx); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	t.Cleanup(func() { stop(); wg.Wait() })
+	return db
 }
 
 // Provisioned counts the rows of the examples' provisioned table per event
