@@ -30,6 +30,7 @@ import (
 	"github.com/heraldhq/herald/adapters"
 	"github.com/heraldhq/herald/adapters/adaptertest"
 	"github.com/heraldhq/herald/adapters/sqs"
+	"github.com/heraldhq/herald/internal/testsqs"
 	"github.com/heraldhq/herald/pkg/event"
 )
 
@@ -550,10 +551,7 @@ func (e *emu) client(t *testing.T) *awssqs.Client {
 // HERALD_REQUIRE_SERVICES=1 (as in CI). .ci/sqs.sh starts it.
 func emulator(t *testing.T) *emu {
 	t.Helper()
-	endpoint := os.Getenv("HERALD_SQS_ENDPOINT")
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:4566"
-	}
+	endpoint := testsqs.Endpoint()
 	e := &emu{endpoint: endpoint}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()

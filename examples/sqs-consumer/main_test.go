@@ -3,19 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	sqsadapter "github.com/heraldhq/herald/adapters/sqs"
 	"github.com/heraldhq/herald/examples/internal/heraldtest"
 	"github.com/heraldhq/herald/examples/internal/provision"
+	"github.com/heraldhq/herald/internal/testsqs"
 )
 
 // Events go through Herald end to end (outbox.Write, the relay, the SQS
@@ -26,16 +25,11 @@ import (
 // each reaches the consumer twice. Each must be provisioned exactly once.
 func TestProvisionsEachEventOnceThroughSQS(t *testing.T) {
 	const n = 20
-	endpoint := os.Getenv("HERALD_SQS_ENDPOINT")
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:4566"
-	}
+	endpoint := testsqs.Endpoint()
 	// The default AWS credential chain, as in production: here the
 	// environment. Both the adapter and the example read it.
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_REGION", "us-east-1")
-	queueURL := createQueue(t, endpoint)
+	testsqs.SetCredentialEnv(t)
+	queueURL := testsqs.Queue(t, "herald-example", false)
 
 	pub, err := sqsadapter.New(t.Context(), queueURL,
 		sqsadapter.WithEndpoint(endpoint), sqsadapter.WithLogger(heraldtest.Quiet()))
@@ -61,53 +55,20 @@ func TestProvisionsEachEventOnceThroughSQS(t *testing.T) {
 	db := heraldtest.Run(t, cfg.DBPath, func(ctx context.Context) error { return run(ctx, cfg, flaky.Apply) })
 
 	ob.WaitDelivered(relay, n)
-	waitQueueEmpty(t, endpoint, queueURL)
+	waitQueueEmpty(t, queueURL)
 	heraldtest.CheckExactlyOnce(t, db, events, flaky, failOnce)
 
 	ob.Write(events...) // a standard queue has no duplicate detection
 	ob.WaitDelivered(relay, 2*n)
-	waitQueueEmpty(t, endpoint, queueURL)
+	waitQueueEmpty(t, queueURL)
 	heraldtest.CheckExactlyOnce(t, db, events, flaky, failOnce)
-}
-
-func adminClient(endpoint string) *sqs.Client {
-	return sqs.New(sqs.Options{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint: aws.String(endpoint),
-	})
-}
-
-// createQueue creates a standard queue, deleted at cleanup. Without the
-// emulator the test is skipped, unless HERALD_REQUIRE_SERVICES=1 (as in CI).
-func createQueue(t *testing.T, endpoint string) string {
-	t.Helper()
-	client := adminClient(endpoint)
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(fmt.Sprintf("herald-example-%d", time.Now().UnixNano())),
-	}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
-	if err != nil {
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("SQS emulator at %s: %v", endpoint, err)
-		}
-		t.Skipf("SQS emulator at %s unavailable (%v); run .ci/sqs.sh, or set HERALD_REQUIRE_SERVICES=1 to fail instead", endpoint, err)
-	}
-	queueURL := aws.ToString(out.QueueUrl)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)})
-	})
-	return queueURL
 }
 
 // waitQueueEmpty waits until every message was deleted, that is, the
 // consumer was done with each.
-func waitQueueEmpty(t *testing.T, endpoint, queueURL string) {
+func waitQueueEmpty(t *testing.T, queueURL string) {
 	t.Helper()
-	client := adminClient(endpoint)
+	client := testsqs.Client()
 	heraldtest.Eventually(t, 20*time.Second, "the consumer to delete every message", func() error {
 		out, err := client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{
 			QueueUrl: aws.String(queueURL),

@@ -4,19 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/testsqs"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -26,41 +25,16 @@ import (
 // against the SQS emulator .ci/sqs.sh starts (HERALD_SQS_ENDPOINT).
 func TestServeRelaysToSQSWhenTheAdapterSaysSo(t *testing.T) {
 	ctx := context.Background()
-	endpoint := os.Getenv("HERALD_SQS_ENDPOINT")
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:4566"
-	}
-	// The default AWS credential chain, as in production: here the environment.
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_REGION", "us-east-1")
-	client := awssqs.New(awssqs.Options{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint: aws.String(endpoint),
-	})
-	name := fmt.Sprintf("herald-app-%d.fifo", time.Now().UnixNano())
-	created, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{
-		QueueName:  aws.String(name),
-		Attributes: map[string]string{"FifoQueue": "true"},
-	})
-	if err != nil {
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("SQS emulator at %s: %v", endpoint, err)
-		}
-		t.Skipf("SQS emulator at %s unavailable (%v); run .ci/sqs.sh", endpoint, err)
-	}
-	queueURL := aws.ToString(created.QueueUrl)
-	t.Cleanup(func() {
-		_, _ = client.DeleteQueue(context.WithoutCancel(ctx), &awssqs.DeleteQueueInput{QueueUrl: &queueURL})
-	})
+	testsqs.SetCredentialEnv(t) // the default AWS credential chain, as in production
+	queueURL := testsqs.Queue(t, "herald-app", true)
+	client := testsqs.Client()
 
 	cfg := config.Default()
 	cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
 	cfg.Relay.PollInterval = 20 * time.Millisecond
 	cfg.Adapter = "sqs"
 	cfg.SQS.QueueURL = queueURL
-	cfg.SQS.Endpoint = endpoint
+	cfg.SQS.Endpoint = testsqs.Endpoint()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
