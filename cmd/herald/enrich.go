@@ -174,14 +174,7 @@ func (e env) serveEnricherMetrics(ctx context.Context, db *gorm.DB, addr string)
 		return nil, nil, err
 	}
 	m := metrics.New("", store)
-	ready := metrics.Check{Name: "database", Run: func(ctx context.Context) error {
-		sqlDB, err := db.DB()
-		if err != nil {
-			return err
-		}
-		return sqlDB.PingContext(ctx)
-	}}
-	srv := &http.Server{Handler: m.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: m.Handler(app.DatabaseCheck(db)), ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = srv.Serve(ln) })
 	_, _ = fmt.Fprintf(e.stderr, "herald enrich tail: metrics on http://%s/metrics\n", ln.Addr())

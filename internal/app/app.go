@@ -111,17 +111,22 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 // readiness lists what /readyz checks: the database answers, and the
 // broker does when the adapter can tell.
 func (a *App) readiness() []metrics.Check {
-	checks := []metrics.Check{{Name: "database", Run: func(ctx context.Context) error {
-		sqlDB, err := a.DB.DB()
-		if err != nil {
-			return err
-		}
-		return sqlDB.PingContext(ctx)
-	}}}
+	checks := []metrics.Check{DatabaseCheck(a.DB)}
 	if c, ok := a.Publisher.(adapters.Checker); ok {
 		checks = append(checks, metrics.Check{Name: "broker", Run: c.Check})
 	}
 	return checks
+}
+
+// DatabaseCheck is the readiness check that db answers.
+func DatabaseCheck(db *gorm.DB) metrics.Check {
+	return metrics.Check{Name: "database", Run: func(ctx context.Context) error {
+		sqlDB, err := db.DB()
+		if err != nil {
+			return err
+		}
+		return sqlDB.PingContext(ctx)
+	}}
 }
 
 // OpenDB opens the configured outbox database.

@@ -42,6 +42,40 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// testConfig is the embedded default in a fresh directory, polling often.
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	dir := t.TempDir()
+	cfg.Database.DSN = filepath.Join(dir, "outbox.db")
+	cfg.NATS.EmbeddedStoreDir = filepath.Join(dir, "js")
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	return cfg
+}
+
+// open opens Herald with cfg, closed at cleanup.
+func open(t *testing.T, cfg config.Config) (*app.App, error) {
+	t.Helper()
+	a, err := app.Open(context.Background(), cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a, nil
+}
+
+// run runs a until stop, which waits for Run to return; stop also runs at
+// cleanup, before a is closed.
+func run(t *testing.T, a *app.App) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(ctx) })
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
+}
+
 // An operator's view of a running Herald: counters move while events flow,
 // and readiness follows the broker down and back up.
 func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
@@ -53,20 +87,14 @@ func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Shutdown() })
 
-	cfg := config.Default()
-	cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
+	cfg := testConfig(t)
 	cfg.NATS.URL = srv.ClientURL()
-	cfg.Relay.PollInterval = 20 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	a, err := open(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.Close() })
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.Run(runCtx) })
-	t.Cleanup(func() { stop(); wg.Wait() })
+	run(t, a)
 	base := "http://" + a.HTTPAddr
 
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
@@ -112,27 +140,18 @@ func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
 // portal sample.
 func ingestApp(t *testing.T, rulesFile string) (*app.App, error) {
 	t.Helper()
-	ctx := context.Background()
-	cfg := config.Default()
-	dir := t.TempDir()
-	cfg.Database.DSN = filepath.Join(dir, "outbox.db")
-	cfg.NATS.EmbeddedStoreDir = filepath.Join(dir, "js")
-	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg := testConfig(t)
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.IngestToken = "s3cret"
 	cfg.Enricher.RulesFile = rulesFile
-	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	a, err := open(t, cfg)
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { _ = a.Close() })
-	if err := portalsample.Load(ctx, a.DB); err != nil {
+	if err := portalsample.Load(context.Background(), a.DB); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.Run(runCtx) })
-	t.Cleanup(func() { stop(); wg.Wait() })
+	run(t, a)
 	return a, nil
 }
 

@@ -3,9 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +10,6 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/testsqs"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
@@ -29,20 +24,17 @@ func TestServeRelaysToSQSWhenTheAdapterSaysSo(t *testing.T) {
 	queueURL := testsqs.Queue(t, "herald-app", true)
 	client := testsqs.Client()
 
-	cfg := config.Default()
-	cfg.Database.DSN = filepath.Join(t.TempDir(), "outbox.db")
-	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg := testConfig(t)
 	cfg.Adapter = "sqs"
 	cfg.SQS.QueueURL = queueURL
 	cfg.SQS.Endpoint = testsqs.Endpoint()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	a, err := open(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.Close() })
 	if a.Embedded != nil {
 		t.Error("adapter sqs still started the embedded JetStream server")
 	}
@@ -60,10 +52,7 @@ func TestServeRelaysToSQSWhenTheAdapterSaysSo(t *testing.T) {
 		}
 		want[ev.ID] = key
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.Run(runCtx) })
-	t.Cleanup(func() { stop(); wg.Wait() })
+	run(t, a)
 
 	got := map[string]string{}
 	deadline := time.Now().Add(30 * time.Second)

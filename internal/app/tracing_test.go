@@ -4,19 +4,14 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -70,17 +65,13 @@ func TestRelaySpansAreExportedOverOTLP(t *testing.T) {
 	collector := httptest.NewServer(recv)
 	t.Cleanup(collector.Close)
 
-	cfg := config.Default()
-	dir := t.TempDir()
-	cfg.Database.DSN = filepath.Join(dir, "outbox.db")
-	cfg.NATS.EmbeddedStoreDir = filepath.Join(dir, "js")
-	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg := testConfig(t)
 	cfg.Tracing.Exporter = "otlp"
 	cfg.Tracing.Endpoint = collector.URL
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.DiscardHandler)})
+	a, err := open(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,12 +80,9 @@ func TestRelaySpansAreExportedOverOTLP(t *testing.T) {
 	if err := outbox.Write(ctx, a.DB, ev); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.Run(runCtx) })
+	stop := run(t, a)
 	eventually(t, "the event to be relayed", func() bool { return a.Relay.Stats().Published == 1 })
 	stop()
-	wg.Wait()
 	if err := a.Close(); err != nil { // flushes the span batcher
 		t.Fatal(err)
 	}
