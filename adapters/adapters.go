@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Message is one outbox event on its way to a broker.
@@ -29,6 +30,10 @@ type Result struct {
 	// Duplicate is true when the broker accepted the message but recognised
 	// its id as already stored (a re-publish after a crash or retry).
 	Duplicate bool
+	// RetryAfter is how long the receiver asked the sender to wait before
+	// trying again (an HTTP Retry-After, a throttling hint); 0 when it did
+	// not say. The relay never retries a failed message sooner.
+	RetryAfter time.Duration
 }
 
 // Publisher sends messages to one broker.

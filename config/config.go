@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"path"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/pkg/outbox"
+	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
 // Config is everything Herald reads at boot. Each field's koanf tag is its key
@@ -15,8 +20,8 @@ import (
 // HERALD_* variables.
 type Config struct {
 	Database Database `koanf:"database"`
-	// Adapter names the broker adapter: "nats", "sqs" or "servicebus";
-	// "webhook" is reserved until the webhook adapter is wired in.
+	// Adapter names the main destination's adapter, which receives every
+	// event: "nats", "sqs", "servicebus" or "webhook".
 	Adapter    string     `koanf:"adapter"`
 	NATS       NATS       `koanf:"nats"`
 	Relay      Relay      `koanf:"relay"`
@@ -26,6 +31,58 @@ type Config struct {
 	Tracing    Tracing    `koanf:"tracing"`
 	SQS        SQS        `koanf:"sqs"`
 	ServiceBus ServiceBus `koanf:"servicebus"`
+	Webhook    Webhook    `koanf:"webhook"`
+	// Destinations are where events go besides the main adapter, each with
+	// its own relay, retries and dead letters. Only in the config file.
+	Destinations []Destination `koanf:"destinations"`
+}
+
+// Destination is one route of the route table: the events whose type
+// matches one of Types also go, through their own relay, to this adapter.
+type Destination struct {
+	// Name identifies the destination in the outbox, metrics, logs and
+	// `herald outbox --destination`; "main" is the main adapter's.
+	Name string `koanf:"name"`
+	// Types are globs over the CloudEvents type, * matching dots too:
+	// "io.herald.portal.input_port.*". Empty: every event.
+	Types []string `koanf:"types"`
+	// Adapter is nats, sqs, servicebus or webhook, configured by the block
+	// of the same name within the destination.
+	Adapter    string     `koanf:"adapter"`
+	NATS       NATS       `koanf:"nats"`
+	SQS        SQS        `koanf:"sqs"`
+	ServiceBus ServiceBus `koanf:"servicebus"`
+	Webhook    Webhook    `koanf:"webhook"`
+}
+
+// Webhook configures the webhook adapter: one endpoint receives each event
+// as a POST signed per Standard Webhooks. Validated only where selected.
+type Webhook struct {
+	// URL is the endpoint: https, or http for an allowlisted host.
+	URL string `koanf:"url"`
+	// Secrets sign every request, "whsec_<base64>": newest first, and
+	// during a rotation the old one after it until receivers have the new.
+	// Pass them as HERALD_WEBHOOK_SECRETS, or use secrets_file.
+	Secrets []string `koanf:"secrets"`
+	// SecretsFile holds the secrets one per line instead (a mounted
+	// Kubernetes Secret); read at boot.
+	SecretsFile string `koanf:"secrets_file"`
+	// Timeout bounds one request, from dial to the end of the response.
+	Timeout time.Duration `koanf:"timeout"`
+	// Concurrency is the most requests in flight to the endpoint; events
+	// of one partition key still go one at a time, in order.
+	Concurrency int `koanf:"concurrency"`
+	// AllowCIDRs lets the endpoint resolve to addresses the SSRF guard
+	// refuses otherwise: private, loopback, link-local ranges.
+	AllowCIDRs []string `koanf:"allow_cidrs"`
+	// AllowHTTPHosts may be reached over plain http.
+	AllowHTTPHosts []string `koanf:"allow_http_hosts"`
+	// DisableAfter disables the endpoint once every delivery has failed
+	// for this long without a break; its later events become dead letters
+	// for replay, and an io.herald.webhook.endpoint_disabled event goes to
+	// the main destination. 0 never disables for failing (a 410 always
+	// does).
+	DisableAfter time.Duration `koanf:"disable_after"`
 }
 
 // SQS configures the AWS SQS adapter; validated only when adapter=sqs.
@@ -218,7 +275,35 @@ func Default() Config {
 		Log:        Log{Level: "info", Format: "text"},
 		Tracing:    Tracing{Exporter: "none", SampleRatio: 1},
 		ServiceBus: ServiceBus{Binding: "structured"},
+		Webhook:    defaultWebhook(),
 	}
+}
+
+// Main returns the main destination as a Destination: the top-level adapter
+// and its blocks, receiving every event.
+func (c Config) Main() Destination {
+	return Destination{Name: outbox.MainDestination, Adapter: c.Adapter, NATS: c.NATS, SQS: c.SQS, ServiceBus: c.ServiceBus, Webhook: c.Webhook}
+}
+
+// Routes returns the route table of the destinations, for the writers of
+// the outbox (outbox.WriteRouted, enricher.WithRouter).
+func (c Config) Routes() outbox.Routes {
+	rs := make(outbox.Routes, len(c.Destinations))
+	for i, d := range c.Destinations {
+		rs[i] = outbox.Route{Destination: d.Name, Types: d.Types}
+	}
+	return rs
+}
+
+func defaultWebhook() Webhook {
+	return Webhook{Timeout: 15 * time.Second, Concurrency: 4, DisableAfter: 24 * time.Hour}
+}
+
+// defaultDestination is what a destination in the file starts from: each
+// adapter block with the same defaults as the main one's.
+func defaultDestination() Destination {
+	d := Default()
+	return Destination{NATS: d.NATS, ServiceBus: d.ServiceBus, Webhook: d.Webhook}
 }
 
 //go:embed herald.example.yaml
@@ -255,22 +340,10 @@ func (c Config) Validate() error {
 		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}
 	c.Database.validate(bad)
-	switch c.Adapter {
-	case "nats":
-		c.NATS.validate(bad)
-	case "sqs":
-		c.SQS.validate(bad)
-	case "servicebus":
-		c.ServiceBus.validate(bad)
-	case "webhook":
-		bad("adapter", "%q is not implemented yet", c.Adapter)
-	default:
-		bad("adapter", "must be one of nats, sqs, servicebus, webhook (got %q)", c.Adapter)
-	}
+	c.Main().validateAdapter("", bad)
 	c.Relay.validate(bad)
-	if c.Adapter == "nats" && c.Relay.Lease <= c.NATS.AckTimeout {
-		bad("relay.lease", "must exceed nats.ack_timeout=%s (got %s)", c.NATS.AckTimeout, c.Relay.Lease)
-	}
+	c.validateLease("", c.Main(), bad)
+	c.validateDestinations(bad)
 	c.Log.validate(bad)
 	c.Tracing.validate(bad)
 	if c.HTTP.Listen != "" {
@@ -285,6 +358,66 @@ func (c Config) Validate() error {
 
 // reporter records one problem with the setting at key.
 type reporter func(key, format string, args ...any)
+
+// validateAdapter checks the selected adapter's block; prefix is "" for
+// the main destination and "destinations[i]." for another, so that keys
+// name the field.
+func (a Destination) validateAdapter(prefix string, bad reporter) {
+	in := func(key, format string, args ...any) { bad(prefix+key, format, args...) }
+	switch a.Adapter {
+	case "nats":
+		a.NATS.validate(in)
+	case "sqs":
+		a.SQS.validate(in)
+	case "servicebus":
+		a.ServiceBus.validate(in)
+	case "webhook":
+		a.Webhook.validate(in)
+	default:
+		in("adapter", "must be one of nats, sqs, servicebus, webhook (got %q)", a.Adapter)
+	}
+}
+
+func (c Config) validateLease(prefix string, a Destination, bad reporter) {
+	if a.Adapter == "nats" && c.Relay.Lease <= a.NATS.AckTimeout {
+		bad("relay.lease", "must exceed %snats.ack_timeout=%s (got %s)", prefix, a.NATS.AckTimeout, c.Relay.Lease)
+	}
+	if a.Adapter == "webhook" && c.Relay.Lease <= a.Webhook.Timeout {
+		bad("relay.lease", "must exceed %swebhook.timeout=%s (got %s)", prefix, a.Webhook.Timeout, c.Relay.Lease)
+	}
+}
+
+func (c Config) validateDestinations(bad reporter) {
+	seen := map[string]bool{}
+	for i, d := range c.Destinations {
+		prefix := fmt.Sprintf("destinations[%d].", i)
+		switch err := outbox.ValidateDestination(d.Name); {
+		case err != nil:
+			bad(prefix+"name", "%v", err)
+		case d.Name == outbox.MainDestination:
+			bad(prefix+"name", "%q is the main adapter's destination", d.Name)
+		case seen[d.Name]:
+			bad(prefix+"name", "%q is used by an earlier destination", d.Name)
+		}
+		seen[d.Name] = true
+		for _, t := range d.Types {
+			if _, err := path.Match(t, ""); err != nil || t == "" {
+				bad(prefix+"types", "invalid glob %q", t)
+			}
+		}
+		d.validateAdapter(prefix, bad)
+		c.validateLease(prefix, d, bad)
+		if d.Adapter != "nats" {
+			continue
+		}
+		switch {
+		case d.NATS.URL == "embedded" && (c.Adapter != "nats" || c.NATS.URL != "embedded"):
+			bad(prefix+"nats.url", "embedded needs the main adapter on the embedded server (adapter: nats, nats.url: embedded)")
+		case c.Adapter == "nats" && d.NATS.URL == c.NATS.URL && d.NATS.Stream == c.NATS.Stream:
+			bad(prefix+"nats.stream", "%q is the main adapter's stream on the same server: JetStream would drop this destination's copies as duplicates", d.NATS.Stream)
+		}
+	}
+}
 
 func (d Database) validate(bad reporter) {
 	switch d.Driver {
@@ -436,6 +569,40 @@ func (r Relay) validate(bad reporter) {
 	positive(bad, "relay.shutdown_timeout", r.ShutdownTimeout)
 	if r.DeliveredRetention < 0 {
 		bad("relay.delivered_retention", "must not be negative (got %s)", r.DeliveredRetention)
+	}
+}
+
+func (w Webhook) validate(bad reporter) {
+	if w.URL == "" {
+		bad("webhook.url", "required when adapter=webhook")
+	} else if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("webhook.url", "must be an http(s) URL (got %q)", w.URL)
+	}
+	switch {
+	case len(w.Secrets) == 0 && w.SecretsFile == "":
+		bad("webhook.secrets", "one of webhook.secrets or webhook.secrets_file is required when adapter=webhook")
+	case len(w.Secrets) > 0 && w.SecretsFile != "":
+		bad("webhook.secrets_file", "set webhook.secrets or webhook.secrets_file, not both")
+	}
+	for i, s := range w.Secrets {
+		if _, err := webhooks.ParseSecret(s); err != nil {
+			// The reason never quotes the secret.
+			bad("webhook.secrets", "entry %d: %v", i+1, err)
+		}
+	}
+	positive(bad, "webhook.timeout", w.Timeout)
+	if w.Concurrency < 1 {
+		bad("webhook.concurrency", "must be at least 1 (got %d)", w.Concurrency)
+	}
+	if w.DisableAfter < 0 {
+		bad("webhook.disable_after", "must not be negative (got %s)", w.DisableAfter)
+	}
+	for _, c := range w.AllowCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			if _, err := netip.ParseAddr(c); err != nil {
+				bad("webhook.allow_cidrs", "%q is neither a CIDR nor an IP address", c)
+			}
+		}
 	}
 }
 

@@ -409,7 +409,44 @@ func TestValidate(t *testing.T) {
 		{"servicebus namespace url", func(c *config.Config) {
 			c.Adapter, c.ServiceBus.Namespace, c.ServiceBus.Queue = "servicebus", "sb://x.servicebus.windows.net", "q"
 		}, `servicebus.namespace: must be a host name like herald.servicebus.windows.net, not a URL (got "sb://x.servicebus.windows.net")`},
-		{"adapter webhook", func(c *config.Config) { c.Adapter = "webhook" }, `adapter: "webhook" is not implemented yet`},
+		{"webhook secret and file", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets, c.Webhook.SecretsFile = "webhook", "https://x.example/h", []string{testSecret}, "/s"
+		}, `webhook.secrets_file: set webhook.secrets or webhook.secrets_file, not both`},
+		{"webhook bad secret", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets = "webhook", "https://x.example/h", []string{"hunter2hunter2"}
+		}, `webhook.secrets: entry 1: webhooks: invalid secret: must start with "whsec_"`},
+		{"webhook url", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets = "webhook", "ftp://x", []string{testSecret}
+		}, `webhook.url: must be an http(s) URL (got "ftp://x")`},
+		{"webhook cidr", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets, c.Webhook.AllowCIDRs = "webhook", "https://x.example/h", []string{testSecret}, []string{"10.0.0.0/33"}
+		}, `webhook.allow_cidrs: "10.0.0.0/33" is neither a CIDR nor an IP address`},
+		{"webhook timeout vs lease", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets, c.Webhook.Timeout = "webhook", "https://x.example/h", []string{testSecret}, time.Minute
+		}, `relay.lease: must exceed webhook.timeout=1m0s (got 30s)`},
+		{"destination name", func(c *config.Config) {
+			c.Destinations = []config.Destination{partnerHook(), partnerHook()}
+		}, `destinations[1].name: "partner" is used by an earlier destination`},
+		{"destination main", func(c *config.Config) {
+			d := partnerHook()
+			d.Name = "main"
+			c.Destinations = []config.Destination{d}
+		}, `destinations[0].name: "main" is the main adapter's destination`},
+		{"destination glob", func(c *config.Config) {
+			d := partnerHook()
+			d.Types = []string{"io.[x"}
+			c.Destinations = []config.Destination{d}
+		}, `destinations[0].types: invalid glob "io.[x"`},
+		{"destination block", func(c *config.Config) {
+			d := partnerHook()
+			d.Webhook.URL = ""
+			c.Destinations = []config.Destination{d}
+		}, `destinations[0].webhook.url: required when adapter=webhook`},
+		{"destination on the main stream", func(c *config.Config) {
+			d := partnerHook()
+			d.Adapter = "nats"
+			c.Destinations = []config.Destination{d}
+		}, `destinations[0].nats.stream: "HERALD" is the main adapter's stream on the same server: JetStream would drop this destination's copies as duplicates`},
 		{"adapter unknown", func(c *config.Config) { c.Adapter = "kafka" }, `adapter: must be one of nats, sqs, servicebus, webhook (got "kafka")`},
 		{"adapter empty", func(c *config.Config) { c.Adapter = "" }, `adapter: must be one of nats, sqs, servicebus, webhook (got "")`},
 		{"nats url", func(c *config.Config) { c.NATS.URL = "" }, `nats.url: required when adapter=nats`},
@@ -473,8 +510,88 @@ func TestValidateOtherAdapterSkipsNATS(t *testing.T) {
 	c.Adapter = "webhook"
 	c.NATS = config.NATS{}
 	err := c.Validate()
-	if err == nil || err.Error() != `adapter: "webhook" is not implemented yet` {
-		t.Fatalf("Validate() = %v, want only the adapter error", err)
+	if err == nil || err.Error() != "webhook.url: required when adapter=webhook\n"+
+		"webhook.secrets: one of webhook.secrets or webhook.secrets_file is required when adapter=webhook" {
+		t.Fatalf("Validate() = %v, want only the webhook block's errors", err)
+	}
+}
+
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func partnerHook() config.Destination {
+	d := config.Default()
+	return config.Destination{Name: "partner", Types: []string{"io.herald.portal.input_port.*"}, Adapter: "webhook",
+		NATS: d.NATS, ServiceBus: d.ServiceBus,
+		Webhook: config.Webhook{URL: "https://partner.example/h", Secrets: []string{testSecret}, Timeout: time.Second, Concurrency: 1}}
+}
+
+// Destinations are read from the file, each starting from the adapter
+// blocks' defaults; a mistake inside one is named by its place in the list.
+func TestDestinationsFromFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       string // error; "" for none
+	}{
+		{"two destinations", `
+destinations:
+  - name: partner
+    types: ["io.herald.portal.input_port.*"]
+    adapter: webhook
+    webhook:
+      url: https://partner.example/h
+      secrets: [` + testSecret + `]
+  - name: archive
+    adapter: nats
+    nats:
+      stream: ARCHIVE
+      stream_subjects: ["archive.>"]
+      subject_template: archive.{type}
+`, ""},
+		{"unknown key", `
+destinations:
+  - name: partner
+    adapter: webhook
+    webhook: {url: "https://p.example", secrets: [` + testSecret + `], retries: 3}
+`, `unknown key "destinations[0].webhook.retries"`},
+		{"bad value", `
+destinations:
+  - name: partner
+    adapter: webhook
+    webhook: {url: "https://p.example", secrets: [` + testSecret + `], timeout: 5}
+`, `destinations[0].webhook.timeout: cannot parse 5 as a duration`},
+		{"not a list", "destinations: partner\n", `destinations: must be a list of mappings in the config file (got "partner")`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "herald.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path, nil)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, config.ErrInvalid) {
+					t.Fatalf("Load = %v, want an invalid-config error containing %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Destinations) != 2 {
+				t.Fatalf("destinations = %+v", cfg.Destinations)
+			}
+			p, a := cfg.Destinations[0], cfg.Destinations[1]
+			if p.Name != "partner" || p.Adapter != "webhook" || p.Webhook.Timeout != 15*time.Second || p.Webhook.Concurrency != 4 ||
+				len(p.Types) != 1 || p.Webhook.Secrets[0] != testSecret {
+				t.Errorf("partner = %+v, want its keys over the webhook defaults", p)
+			}
+			if a.NATS.URL != "embedded" || a.NATS.Stream != "ARCHIVE" || a.NATS.AckTimeout != 5*time.Second || len(a.Types) != 0 {
+				t.Errorf("archive = %+v, want its keys over the NATS defaults", a)
+			}
+		})
+	}
+	if _, err := config.Load("", []string{"HERALD_DESTINATIONS=partner"}); err == nil ||
+		!strings.Contains(err.Error(), "cannot be set from the environment") {
+		t.Errorf("HERALD_DESTINATIONS: %v, want an error saying the file is the place", err)
 	}
 }
 

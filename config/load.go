@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	mapkeys "maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/knadh/koanf/maps"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
@@ -154,7 +157,11 @@ type setting struct {
 
 // settings derives every setting from Config's koanf tags, so the struct is
 // the one list of keys, for the file and the environment alike.
-func settings() []setting {
+func settings() []setting { return settingsOf(reflect.TypeFor[Config]()) }
+
+// settingsOf lists the settings of a struct type. A list of structs, such as
+// destinations, is one setting whose elements have settings of their own.
+func settingsOf(root reflect.Type) []setting {
 	var out []setting
 	var walk func(t reflect.Type, prefix string, index []int)
 	walk = func(t reflect.Type, prefix string, index []int) {
@@ -172,31 +179,106 @@ func settings() []setting {
 			out = append(out, setting{key: prefix + tag, index: idx, typ: f.Type})
 		}
 	}
-	walk(reflect.TypeFor[Config](), "", nil)
+	walk(root, "", nil)
 	return out
 }
 
-// index returns the settings by key, and the keys of the sections that hold
-// them ("relay", "nats", ...).
-func index() (map[string]setting, map[string]bool) {
+// index returns Config's settings by key, and the keys of the sections
+// that hold them ("relay", "nats", "nats.tls", ...).
+func index() (map[string]setting, map[string]bool) { return indexOf(reflect.TypeFor[Config]()) }
+
+// indexOf is index for any struct of settings, such as a list element.
+func indexOf(t reflect.Type) (map[string]setting, map[string]bool) {
 	byKey := make(map[string]setting)
 	sections := make(map[string]bool)
-	for _, s := range settings() {
+	for _, s := range settingsOf(t) {
 		byKey[s.key] = s
-		if i := strings.LastIndex(s.key, "."); i > 0 {
-			sections[s.key[:i]] = true
+		for k := s.key; strings.Contains(k, "."); {
+			k = k[:strings.LastIndex(k, ".")]
+			sections[k] = true
 		}
 	}
 	return byKey, sections
 }
 
 func (s setting) set(cfg *Config, raw any) error {
+	return s.setIn(reflect.ValueOf(cfg).Elem(), "", raw)
+}
+
+// setIn sets the setting in root, a struct value; prefix goes before the
+// key in errors ("destinations[0].").
+func (s setting) setIn(root reflect.Value, prefix string, raw any) error {
+	if s.typ.Kind() == reflect.Slice && s.typ.Elem().Kind() == reflect.Struct {
+		v, err := decodeList(raw, s.typ, prefix+s.key)
+		if err != nil {
+			return err
+		}
+		root.FieldByIndex(s.index).Set(v)
+		return nil
+	}
 	v, err := decode(raw, s.typ)
 	if err != nil {
-		return &FieldError{Key: s.key, Reason: err.Error()}
+		return &FieldError{Key: prefix + s.key, Reason: err.Error()}
 	}
-	reflect.ValueOf(cfg).Elem().FieldByIndex(s.index).Set(v)
+	root.FieldByIndex(s.index).Set(v)
 	return nil
+}
+
+// decodeList reads a list of mappings, such as destinations, into a slice of
+// structs: each element starts from its defaults and takes its keys as
+// strictly as the top level does. Errors name the element:
+// "destinations[1].webhook.url".
+func decodeList(raw any, t reflect.Type, key string) (reflect.Value, error) {
+	items, ok := raw.([]any)
+	if !ok {
+		return reflect.Value{}, &FieldError{Key: key, Reason: fmt.Sprintf(
+			"must be a list of mappings in the config file (got %s); it cannot be set from the environment", describe(raw))}
+	}
+	byKey, sections := indexOf(t.Elem())
+	out := reflect.Zero(t) // "destinations: []" is the default, nil
+	var errs []error
+	for i, item := range items {
+		prefix := fmt.Sprintf("%s[%d].", key, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			errs = append(errs, &FieldError{Key: strings.TrimSuffix(prefix, "."), Reason: fmt.Sprintf("must be a mapping (got %s)", describe(item))})
+			continue
+		}
+		elem := reflect.New(t.Elem()).Elem()
+		elem.Set(elementDefault(t.Elem()))
+		flat, _ := maps.Flatten(m, nil, ".")
+		for _, key := range slices.Sorted(mapkeys.Keys(flat)) {
+			value := flat[key]
+			st, known := byKey[key]
+			switch {
+			case known && value == nil:
+			case known:
+				if err := st.setIn(elem, prefix, value); err != nil {
+					errs = append(errs, err)
+				}
+			case sections[key] && (value == nil || isEmptyMap(value)):
+			default:
+				errs = append(errs, &invalidError{msg: fmt.Sprintf("unknown key %q", prefix+key)})
+			}
+		}
+		out = reflect.Append(out, elem)
+	}
+	return out, errors.Join(errs...)
+}
+
+// elementDefault is the value an element of a list of settings starts from.
+func elementDefault(t reflect.Type) reflect.Value {
+	if t == reflect.TypeFor[Destination]() {
+		return reflect.ValueOf(defaultDestination())
+	}
+	return reflect.Zero(t)
+}
+
+// isEmptyMap reports an empty mapping: a section whose settings are all
+// commented out.
+func isEmptyMap(v any) bool {
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 0
 }
 
 // decode converts raw, a value from the YAML parser or an environment
@@ -258,7 +340,7 @@ func decode(raw any, t reflect.Type) (reflect.Value, error) {
 		switch v := raw.(type) {
 		case string: // from the environment: comma-separated
 			if strings.TrimSpace(v) == "" {
-				return reflect.ValueOf([]string{}), nil
+				return reflect.Zero(t), nil
 			}
 			parts := strings.Split(v, ",")
 			for i := range parts {
@@ -266,6 +348,9 @@ func decode(raw any, t reflect.Type) (reflect.Value, error) {
 			}
 			return reflect.ValueOf(parts), nil
 		case []any:
+			if len(v) == 0 {
+				return reflect.Zero(t), nil // "[]" is the same as unset
+			}
 			out := make([]string, len(v))
 			for i, e := range v {
 				s, ok := e.(string)
@@ -290,6 +375,9 @@ func describe(v any) string {
 func typeName(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Struct {
+			return "a list of mappings"
+		}
 		return "a list of strings"
 	case reflect.String:
 		return "a string"

@@ -24,17 +24,21 @@
 // both name the endpoints. There is no duplicate detection on the sending
 // side: a retry goes to every matching endpoint again, including those that
 // had accepted the event, and receivers drop the copy by webhook-id.
-// Independent progress per endpoint needs per-destination outbox rows in the
-// relay, a later change.
+// For independent progress per endpoint, give each endpoint its own
+// Publisher and outbox destination (config destinations): each then has its
+// own rows, retries and dead letters.
 //
 // # Responses
 //
 //   - 2xx: delivered.
 //   - 410 Gone: permanent; the endpoint is disabled for the rest of the
 //     Publisher's life (until SetEndpoints) and WithOnDisabled is told.
+//     Its later events fail permanently with ErrGone instead of counting
+//     as sent, so the relay keeps them as dead letters for replay.
 //   - 408, 425, 429, 5xx: transient, ErrUnavailable. A Retry-After header
-//     (seconds or HTTP date) is reported in EndpointError.RetryAfter and by
-//     RetryAfter(err); the relay should not retry sooner.
+//     (seconds or HTTP date) is reported in EndpointError.RetryAfter, by
+//     RetryAfter(err) and in the Result's RetryAfter; the relay never
+//     retries sooner.
 //   - 3xx: permanent; redirects are never followed.
 //   - other 4xx (400, 401, 403, 404, 413, …): permanent, ErrRejected: the
 //     receiver refused these exact bytes, and resending them cannot change

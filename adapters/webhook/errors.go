@@ -19,6 +19,9 @@ var (
 	// ErrGone is wrapped (with adapters.ErrPermanent) when an endpoint
 	// answered 410 Gone; the Publisher disables it.
 	ErrGone = errors.New("webhook: endpoint gone")
+	// ErrFailing is wrapped in the reason an endpoint was disabled after
+	// failing without a break for WithDisableAfter.
+	ErrFailing = errors.New("webhook: endpoint kept failing")
 	// ErrRejected is wrapped (with adapters.ErrPermanent) when an endpoint
 	// answered a status no retry can change (most 4xx, and 3xx since
 	// redirects are not followed).

@@ -140,6 +140,16 @@ func (g *guard) httpAllowed(host string) bool {
 	return false
 }
 
+// RedactURL shows an endpoint URL for logs, status and events: scheme,
+// host and path only, since user info and the query may hold a token.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return redact(u)
+}
+
 // redact keeps scheme, host and path: a query string may hold a token.
 func redact(u *url.URL) string {
 	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}

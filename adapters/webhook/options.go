@@ -36,14 +36,15 @@ const (
 type Option func(*config) error
 
 type config struct {
-	timeout     time.Duration
-	maxBodySize int
-	concurrency int
-	guard       guard
-	tlsConfig   *tls.Config
-	logger      *slog.Logger
-	onDisabled  func(endpoint string, reason error)
-	now         func() time.Time
+	timeout      time.Duration
+	maxBodySize  int
+	concurrency  int
+	guard        guard
+	tlsConfig    *tls.Config
+	logger       *slog.Logger
+	onDisabled   func(endpoint string, reason error)
+	disableAfter time.Duration
+	now          func() time.Time
 }
 
 func buildConfig(opts []Option) (config, error) {
@@ -161,9 +162,25 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithDisableAfter disables an endpoint once every delivery to it has failed
+// for d without a break (any delivered event restarts the clock), with
+// ErrFailing as the reason: a receiver that has been down that long is
+// treated as gone, and its later events fail permanently, to be replayed
+// once it is back. 0, the default, never disables for failing.
+func WithDisableAfter(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("WithDisableAfter: must not be negative, got %s", d)
+		}
+		c.disableAfter = d
+		return nil
+	}
+}
+
 // WithOnDisabled sets a function called when the Publisher disables an
-// endpoint because it answered 410 Gone, so the caller can persist the flag
-// and emit herald.webhook.endpoint_disabled. It is called from Publish,
+// endpoint, because it answered 410 Gone (ErrGone) or kept failing
+// (ErrFailing, WithDisableAfter), so the caller can persist the flag and
+// emit herald.webhook.endpoint_disabled. It is called from Publish,
 // before Publish returns, never concurrently with itself.
 func WithOnDisabled(fn func(endpoint string, reason error)) Option {
 	return func(c *config) error {

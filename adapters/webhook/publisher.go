@@ -33,10 +33,14 @@ type Publisher struct {
 
 	mu        sync.Mutex
 	endpoints []*endpoint
-	// disabled names endpoints that answered 410 since the last
-	// SetEndpoints; they receive nothing more.
-	disabled map[string]bool
-	closed   bool
+	// disabled holds why each endpoint was disabled since the last
+	// SetEndpoints (a 410, or failing for WithDisableAfter); they receive
+	// nothing more.
+	disabled map[string]error
+	// failingSince is when each endpoint's unbroken run of failed
+	// deliveries began; a delivered event removes its entry.
+	failingSince map[string]time.Time
+	closed       bool
 	// inflight counts Publish calls running, so Close can wait for them.
 	inflight sync.WaitGroup
 }
@@ -83,9 +87,10 @@ func New(endpoints []Endpoint, opts ...Option) (*Publisher, error) {
 			// in the endpoint list.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		log:       cfg.logger,
-		endpoints: eps,
-		disabled:  map[string]bool{},
+		log:          cfg.logger,
+		endpoints:    eps,
+		disabled:     map[string]error{},
+		failingSince: map[string]time.Time{},
 	}, nil
 }
 
@@ -101,13 +106,16 @@ func (p *Publisher) SetEndpoints(endpoints []Endpoint) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endpoints = eps
-	p.disabled = map[string]bool{}
+	p.disabled = map[string]error{}
+	p.failingSince = map[string]time.Time{}
 	return nil
 }
 
 // Publish sends each message to every enabled endpoint whose Types match its
 // type and returns one Result per message. A message is sent when every such
 // endpoint answered 2xx; a message no endpoint subscribes to counts as sent.
+// An endpoint disabled after a 410 fails its messages permanently (ErrGone)
+// until SetEndpoints, so they are kept as dead letters for replay.
 //
 // Endpoints are served concurrently, each by its own goroutine with at most
 // WithConcurrency requests in flight, so a slow endpoint does not hold back
@@ -126,9 +134,14 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	}
 	p.inflight.Add(1)
 	defer p.inflight.Done()
-	var eps []*endpoint
+	var eps, disabled []*endpoint
+	var why []error // why[j] is why disabled[j] was disabled
 	for _, e := range p.endpoints {
-		if e.Enabled && !p.disabled[e.Name] {
+		switch {
+		case !e.Enabled:
+		case p.disabled[e.Name] != nil:
+			disabled, why = append(disabled, e), append(why, p.disabled[e.Name])
+		default:
 			eps = append(eps, e)
 		}
 	}
@@ -149,6 +162,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	// failures[e][i] is endpoint e's error for message i; each endpoint's
 	// goroutine writes only its own row.
 	failures := make([][]*EndpointError, len(eps))
+	sentTo := make([][]int, len(eps))
 	gone := make([]bool, len(eps))
 	var wg sync.WaitGroup
 	for e, ep := range eps {
@@ -161,37 +175,72 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		if len(idx) == 0 {
 			continue
 		}
+		sentTo[e] = idx
 		failures[e] = make([]*EndpointError, len(msgs))
 		wg.Go(func() { gone[e] = p.deliverAll(ctx, ep, msgs, idx, failures[e]) })
 	}
 	wg.Wait()
 
-	for i := range msgs {
+	for i, m := range msgs {
 		var failed []*EndpointError
 		for e := range eps {
 			if failures[e] != nil && failures[e][i] != nil {
 				failed = append(failed, failures[e][i])
 			}
 		}
+		// A disabled endpoint still subscribes: its events fail rather
+		// than count as sent, so they stay in the outbox for replay.
+		for j, ep := range disabled {
+			if sendable[i] && ep.matches(m.Type) {
+				failed = append(failed, &EndpointError{Endpoint: ep.Name, Err: adapters.Permanent(fmt.Errorf("disabled: %w", why[j]))})
+			}
+		}
 		if err := combine(failed); err != nil {
 			res[i].Err = err
+			res[i].RetryAfter, _ = RetryAfter(err)
 		}
 	}
+	now := p.cfg.now()
 	for e, ep := range eps {
-		if gone[e] {
-			p.disable(ep.Name)
+		switch {
+		case gone[e]:
+			p.disable(ep.Name, fmt.Errorf("%w: answered 410 Gone", ErrGone))
+		case failures[e] != nil:
+			if since, failing := p.failing(ep.Name, failures[e], sentTo[e], now); failing && p.cfg.disableAfter > 0 && now.Sub(since) >= p.cfg.disableAfter {
+				p.disable(ep.Name, fmt.Errorf("%w: every delivery failed since %s (disable after %s)",
+					ErrFailing, since.UTC().Format(time.RFC3339), p.cfg.disableAfter))
+			}
 		}
 	}
 	return res
 }
 
-// disable stops deliveries to an endpoint that answered 410 and tells the
-// caller.
-func (p *Publisher) disable(name string) {
+// failing updates an endpoint's run of failures with the outcomes of the
+// events sent to it (idx) and returns when the run began, or false when it
+// delivered one.
+func (p *Publisher) failing(name string, failures []*EndpointError, idx []int, now time.Time) (time.Time, bool) {
 	p.mu.Lock()
-	p.disabled[name] = true
+	defer p.mu.Unlock()
+	for _, i := range idx {
+		if failures[i] == nil {
+			delete(p.failingSince, name)
+			return time.Time{}, false
+		}
+	}
+	since, ok := p.failingSince[name]
+	if !ok {
+		since = now
+		p.failingSince[name] = now
+	}
+	return since, true
+}
+
+// disable stops deliveries to an endpoint and tells the caller why.
+func (p *Publisher) disable(name string, reason error) {
+	p.mu.Lock()
+	p.disabled[name] = reason
+	delete(p.failingSince, name)
 	p.mu.Unlock()
-	reason := fmt.Errorf("%w: answered 410 Gone", ErrGone)
 	p.log.Warn("webhook: endpoint disabled", "endpoint", name, "reason", reason)
 	if p.cfg.onDisabled != nil {
 		p.cfg.onDisabled(name, reason)

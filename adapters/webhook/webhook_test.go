@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -287,8 +288,11 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 		t.Errorf("disabled = %v, want [gone]", disabled)
 	}
 	mu.Unlock()
-	if err := p.Publish(context.Background(), []adapters.Message{msg("e2", "t", "")})[0].Err; err != nil {
-		t.Fatalf("after disabling, the healthy endpoint alone decides: %v", err)
+	// The disabled endpoint still subscribes: its events fail, to be
+	// replayed once it is back, rather than count as sent.
+	err = p.Publish(context.Background(), []adapters.Message{msg("e2", "t", "")})[0].Err
+	if ee, ok := errors.AsType[*webhook.EndpointError](err); !ok || ee.Endpoint != "gone" || !errors.Is(err, adapters.ErrPermanent) {
+		t.Fatalf("after disabling, e2 = %v, want a permanent error of endpoint gone", err)
 	}
 	if n := len(gone.all()); n != 1 {
 		t.Errorf("disabled endpoint got %d requests, want 1", n)
@@ -387,5 +391,71 @@ func TestNewValidates(t *testing.T) {
 	_ = p.Close()
 	if err := p.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// An endpoint whose every delivery fails for WithDisableAfter is disabled
+// with ErrFailing, and its later events fail permanently without a request;
+// a single delivery in between restarts the clock.
+func TestFailingEndpointIsDisabledAfterThePeriod(t *testing.T) {
+	var mu sync.Mutex
+	requests := map[string]int{}
+	healthy := map[string]bool{"ok": true}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		mu.Lock()
+		defer mu.Unlock()
+		requests[name]++
+		if !healthy[name] {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	s := newSecret(t)
+	var eps []webhook.Endpoint
+	for _, name := range []string{"down", "flappy", "ok"} {
+		eps = append(eps, webhook.Endpoint{Name: name, URL: srv.URL + "/" + name, Secrets: [][]byte{s}, Enabled: true})
+	}
+	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	var disabled []string
+	p := mustNew(t, eps, loopback(), webhook.WithDisableAfter(time.Hour),
+		webhook.WithClock(func() time.Time { return now }),
+		webhook.WithOnDisabled(func(name string, reason error) {
+			if !errors.Is(reason, webhook.ErrFailing) {
+				t.Errorf("reason = %v, want ErrFailing", reason)
+			}
+			disabled = append(disabled, name)
+		}))
+	publish := func(at time.Duration, flappyUp bool) error {
+		now = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC).Add(at)
+		mu.Lock()
+		healthy["flappy"] = flappyUp
+		mu.Unlock()
+		return p.Publish(context.Background(), []adapters.Message{msg("e-"+at.String(), "t", "")})[0].Err
+	}
+	_ = publish(0, false)
+	_ = publish(30*time.Minute, true) // flappy delivers: its clock restarts
+	_ = publish(59*time.Minute, false)
+	if len(disabled) != 0 {
+		t.Fatalf("disabled %v before an hour of failures", disabled)
+	}
+	_ = publish(61*time.Minute, false)
+	if len(disabled) != 1 || disabled[0] != "down" {
+		t.Fatalf("disabled = %v, want [down]: flappy's run began at 59m", disabled)
+	}
+	before := requests["down"]
+	err := publish(62*time.Minute, true)
+	if !errors.Is(err, webhook.ErrFailing) || !errors.Is(err, adapters.ErrPermanent) {
+		t.Fatalf("after disabling: %v, want a permanent ErrFailing", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requests["down"] != before {
+		t.Errorf("the disabled endpoint got %d more requests", requests["down"]-before)
+	}
+	if requests["ok"] != 5 {
+		t.Errorf("ok got %d requests, want every one of 5", requests["ok"])
 	}
 }

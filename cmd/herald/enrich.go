@@ -72,7 +72,7 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		return nil, err
 	}
 	log := e.logger(cfg.Log)
-	eopts, err := app.EnricherOptions(cfg.Enricher, f.rules)
+	eopts, err := app.EnricherOptions(cfg, f.rules)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -173,7 +173,7 @@ func (e env) serveEnricherMetrics(ctx context.Context, db *gorm.DB, addr string)
 		_ = ln.Close()
 		return nil, nil, err
 	}
-	m := metrics.New("", store)
+	m := metrics.New(store)
 	srv := &http.Server{Handler: m.Handler(app.DatabaseCheck(db)), ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = srv.Serve(ln) })

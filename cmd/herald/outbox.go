@@ -115,18 +115,19 @@ func (e env) writeJSON(v any) error {
 // statsJSON is one line of `outbox stats --output json`; its field names are
 // a contract with scripts.
 type statsJSON struct {
-	Type      string `json:"type,omitempty"`
-	Pending   int    `json:"pending"`
-	InFlight  int    `json:"in_flight"`
-	Dead      int    `json:"dead"`
-	Delivered int    `json:"delivered"`
+	Destination string `json:"destination,omitempty"`
+	Type        string `json:"type,omitempty"`
+	Pending     int    `json:"pending"`
+	InFlight    int    `json:"in_flight"`
+	Dead        int    `json:"dead"`
+	Delivered   int    `json:"delivered"`
 	// Null when nothing is pending.
 	OldestPendingAt         *time.Time `json:"oldest_pending_at"`
 	OldestPendingAgeSeconds *int64     `json:"oldest_pending_age_seconds"`
 }
 
 func newStatsJSON(ts outbox.TypeStats, now time.Time) statsJSON {
-	s := statsJSON{Type: ts.Type, Pending: ts.Pending, InFlight: ts.InFlight, Dead: ts.Dead, Delivered: ts.Delivered}
+	s := statsJSON{Destination: ts.Destination, Type: ts.Type, Pending: ts.Pending, InFlight: ts.InFlight, Dead: ts.Dead, Delivered: ts.Delivered}
 	if !ts.OldestPending.IsZero() {
 		at := ts.OldestPending.UTC()
 		age := int64(max(0, now.Sub(at)) / time.Second)
@@ -172,7 +173,7 @@ func outboxStatsCmd(e env, f *outboxFlags) *cobra.Command {
 				return e.writeJSON(doc)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TYPE\tPENDING\tIN FLIGHT\tDEAD\tDELIVERED\tOLDEST PENDING")
+			fmt.Fprintln(tw, "DESTINATION\tTYPE\tPENDING\tIN FLIGHT\tDEAD\tDELIVERED\tOLDEST PENDING")
 			for _, ts := range append(types, total) {
 				name := ts.Type
 				if name == "" {
@@ -182,7 +183,7 @@ func outboxStatsCmd(e env, f *outboxFlags) *cobra.Command {
 				if !ts.OldestPending.IsZero() {
 					oldest = humanAge(now.Sub(ts.OldestPending))
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", name, ts.Pending, ts.InFlight, ts.Dead, ts.Delivered, oldest)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", ts.Destination, name, ts.Pending, ts.InFlight, ts.Dead, ts.Delivered, oldest)
 			}
 			return tw.Flush()
 		},
@@ -193,6 +194,7 @@ func outboxStatsCmd(e env, f *outboxFlags) *cobra.Command {
 // contract with scripts. Optional values are null rather than absent.
 type rowJSON struct {
 	Seq            int64           `json:"seq"`
+	Destination    string          `json:"destination"`
 	EventID        string          `json:"event_id"`
 	Type           string          `json:"type"`
 	PartitionKey   string          `json:"partition_key"`
@@ -227,7 +229,7 @@ func newRowJSON(r outbox.Row) rowJSON {
 		ev, _ = json.Marshal(string(r.Payload))
 	}
 	return rowJSON{
-		Seq: r.Seq, EventID: r.EventID, Type: r.EventType, PartitionKey: r.PartitionKey, State: r.State,
+		Seq: r.Seq, Destination: r.Destination, EventID: r.EventID, Type: r.EventType, PartitionKey: r.PartitionKey, State: r.State,
 		Attempts: r.Attempts, CreatedAt: r.CreatedAt, AvailableAt: r.AvailableAt,
 		LeaseOwner: optString(r.LeaseOwner), LeaseExpiresAt: optTime(r.LeaseExpiresAt),
 		DeliveredAt: optTime(r.DeliveredAt), LastError: optString(r.LastError), Event: ev,
@@ -306,6 +308,7 @@ func outboxListCmd(e env, f *outboxFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&pending, "pending", false, "only pending rows (including in flight)")
 	cmd.Flags().BoolVar(&delivered, "delivered", false, "only delivered rows (kept only with keep-delivered)")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "only events of this exact type")
+	cmd.Flags().StringVar(&filter.Destination, "destination", "", "only rows bound for this destination (main, or a destinations[].name); default all")
 	cmd.Flags().IntVar(&filter.Limit, "limit", 50, "at most this many rows")
 	cmd.Flags().Int64Var(&filter.AfterSeq, "after-seq", 0, "only rows after this seq (the last seq of the previous page)")
 	return cmd
@@ -313,13 +316,13 @@ func outboxListCmd(e env, f *outboxFlags) *cobra.Command {
 
 func writeRowTable(w io.Writer, rows []outbox.Row, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tSTATE\tATTEMPTS\tAGE\tLAST ERROR")
+	fmt.Fprintln(tw, "SEQ\tDESTINATION\tEVENT ID\tTYPE\tSTATE\tATTEMPTS\tAGE\tLAST ERROR")
 	for _, r := range rows {
 		state := string(r.State)
 		if r.State == outbox.StatePending && r.LeaseOwner != "" && r.AvailableAt.After(now) {
 			state = "in flight"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Seq, r.EventID, r.EventType, state, r.Attempts,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Seq, r.Destination, r.EventID, r.EventType, state, r.Attempts,
 			humanAge(now.Sub(r.CreatedAt)), oneLine(r.LastError, 60))
 	}
 	_ = tw.Flush()
@@ -355,7 +358,7 @@ func outboxRetryCmd(e env, f *outboxFlags) *cobra.Command {
 	var all bool
 	filter := outbox.Filter{State: outbox.StateDead}
 	cmd := &cobra.Command{
-		Use:   "retry (--id ID... | --type T | --all)",
+		Use:   "retry (--id ID... | --type T | --all) [--destination D]",
 		Short: "Make dead rows pending again, with attempts reset, for relays to publish",
 		Long: "Make dead rows pending again: attempts reset to 0, available at once, last error kept as history.\n" +
 			"Pending and delivered rows are never touched. Choose exactly one of --id, --type or --all.",
@@ -403,6 +406,7 @@ func outboxRetryCmd(e env, f *outboxFlags) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&filter.IDs, "id", nil, "retry the dead event with this id (repeat, or separate with commas)")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "retry every dead event of this exact type")
+	cmd.Flags().StringVar(&filter.Destination, "destination", "", "retry only for this destination (main, or a destinations[].name), e.g. once a partner is back; default all")
 	cmd.Flags().BoolVar(&all, "all", false, "retry every dead event")
 	cmd.Flags().IntVar(&filter.BatchSize, "batch-size", outbox.DefaultBatchSize, "rows changed per statement")
 	return cmd
@@ -471,6 +475,7 @@ func outboxPurgeCmd(e env, f *outboxFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&dead, "dead", false, "purge dead rows")
 	cmd.Flags().BoolVar(&delivered, "delivered", false, "purge delivered rows")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "only events of this exact type")
+	cmd.Flags().StringVar(&filter.Destination, "destination", "", "only rows of this destination; default all")
 	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "only rows delivered, or last attempted, longer ago than this (e.g. 72h); default any age")
 	cmd.Flags().IntVar(&filter.BatchSize, "batch-size", outbox.DefaultBatchSize, "rows deleted per statement")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be purged, delete nothing")

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -22,6 +24,7 @@ type deadLetterOutbox struct {
 	store   *outbox.Store
 	pending string   // the pending event's id
 	dead    []string // the dead events' ids
+	db      *gorm.DB
 }
 
 func newDeadLetterOutbox(t *testing.T, deadCount int) deadLetterOutbox {
@@ -38,6 +41,7 @@ func newDeadLetterOutbox(t *testing.T, deadCount int) deadLetterOutbox {
 	}
 	sqlDB, _ := db.DB()
 	t.Cleanup(func() { _ = sqlDB.Close() })
+	o.db = db
 	if o.store, err = outbox.NewStore(db); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +108,42 @@ func TestOutboxRetryAllMakesDeadLettersPendingAgain(t *testing.T) {
 	res = herald(ctx, t, nil, "outbox", "retry", "--all", "--config", o.config)
 	if res.code != exitOK || !strings.Contains(res.stdout, "retried 0 dead events") {
 		t.Errorf("second retry --all: %+v", res)
+	}
+}
+
+// --destination narrows retry and list to one destination's rows: a
+// partner's dead letters are replayed without touching main's.
+func TestOutboxRetryOneDestination(t *testing.T) {
+	ctx := context.Background()
+	o := newDeadLetterOutbox(t, 2)
+	ev, _ := event.New("io.herald.test.port.approved", "/test", map[string]int{"n": 9})
+	if err := outbox.WriteRouted(ctx, o.db, outbox.Routes{{Destination: "partner"}}, ev); err != nil {
+		t.Fatal(err)
+	}
+	partner := o.store.ForDestination("partner")
+	claimed, err := partner.Claim(ctx, "relay", 10, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("partner claim: %d rows, %v", len(claimed), err)
+	}
+	if _, err := partner.Complete(ctx, "relay", []outbox.Outcome{{Seq: claimed[0].Seq, Err: errors.New("410 Gone"), Dead: true}}); err != nil {
+		t.Fatal(err)
+	}
+
+	res := herald(ctx, t, nil, "outbox", "list", "--dead", "--destination", "partner", "--config", o.config)
+	if res.code != exitOK || !strings.Contains(res.stdout, "partner      "+ev.ID) || strings.Contains(res.stdout, o.dead[0]) {
+		t.Fatalf("list --dead --destination partner: %+v", res)
+	}
+	res = herald(ctx, t, nil, "outbox", "retry", "--all", "--destination", "partner", "--config", o.config)
+	if res.code != exitOK || !strings.Contains(res.stdout, "retried 1 dead events") {
+		t.Fatalf("retry --all --destination partner: %+v", res)
+	}
+	if r, err := partner.Get(ctx, ev.ID); err != nil || r.State != outbox.StatePending {
+		t.Errorf("partner row = %+v, %v; want pending", r, err)
+	}
+	for _, id := range o.dead {
+		if got := o.state(t, id).State; got != outbox.StateDead {
+			t.Errorf("main row %s is %s, want still dead", id, got)
+		}
 	}
 }
 
@@ -218,7 +258,7 @@ func TestOutboxTextOutput(t *testing.T) {
 			"io.herald.test.thing.created  1        0          1     0          ",
 			"total                         1        0          1     0          ",
 		}},
-		{[]string{"list", "--dead"}, []string{"SEQ  EVENT ID", "1    " + o.dead[0] + "  io.herald.test.thing.created  dead   1         ", "broker said no"}},
+		{[]string{"list", "--dead"}, []string{"SEQ  DESTINATION  EVENT ID", "1    main         " + o.dead[0] + "  io.herald.test.thing.created  dead   1         ", "broker said no"}},
 		{[]string{"list", "--type", "io.herald.test.nothing"}, []string{"no matching events"}},
 		{[]string{"purge", "--dead", "--dry-run"}, []string{"would purge 1 dead events (dry run: nothing deleted)"}},
 		{[]string{"purge", "--dead", "--older-than", "1h"}, []string{"purged 0 dead events"}},

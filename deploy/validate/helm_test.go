@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -286,6 +287,35 @@ func renderCases(t *testing.T) []renderCase {
 				}
 			},
 		},
+		renderCase{
+			name: "webhook secrets from a Secret, destinations",
+			args: []string{
+				"--set", "adapter=webhook",
+				"--set", "webhook.url=https://hooks.example.com/herald",
+				"--set", "webhook.secrets_secret.name=herald-webhook",
+				"--set-json", `destinations=[{"name":"partner","types":["io.herald.portal.input_port.*"],"adapter":"webhook","webhook":{"url":"https://partner.example.com/herald","secrets_file":"/etc/herald-partner/secrets","timeout":"5s"}},{"name":"archive","adapter":"nats","nats":{"url":"nats://nats:4222","stream":"ARCHIVE"}}]`,
+				"--set-json", `extraVolumes=[{"name":"partner","secret":{"secretName":"herald-partner"}}]`,
+				"--set-json", `extraVolumeMounts=[{"name":"partner","mountPath":"/etc/herald-partner","readOnly":true}]`,
+			},
+			check: func(t *testing.T, r *release) {
+				d := only(t, r.name, r.deployments())
+				relay := container(t, r.name, d.Spec.Template.Spec.Containers, "herald")
+				if ref := containerEnv(relay)["HERALD_WEBHOOK_SECRETS"].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "herald-webhook" || ref.SecretKeyRef.Key != "secrets" {
+					t.Errorf("%s: HERALD_WEBHOOK_SECRETS does not come from Secret herald-webhook, key secrets: %+v", r.name, ref)
+				}
+				var cfg struct {
+					Destinations []struct {
+						Name string `json:"name"`
+					} `json:"destinations"`
+				}
+				if err := yaml.Unmarshal([]byte(r.configMap(t, configMapOf(t, r.name, d.Spec.Template.Spec, relay)).Data["herald.yaml"]), &cfg); err != nil {
+					t.Fatal(err)
+				}
+				if len(cfg.Destinations) != 2 || cfg.Destinations[0].Name != "partner" || cfg.Destinations[1].Name != "archive" {
+					t.Errorf("%s: herald.yaml destinations %+v, want partner and archive", r.name, cfg.Destinations)
+				}
+			},
+		},
 	)
 }
 
@@ -435,7 +465,7 @@ func hookWeight(ann map[string]string) int {
 func checkOnlySelectedAdapter(t *testing.T, name string, cfg map[string]any) {
 	t.Helper()
 	adapter, _ := cfg["adapter"].(string)
-	for _, block := range []string{"nats", "sqs", "servicebus"} {
+	for _, block := range []string{"nats", "sqs", "servicebus", "webhook"} {
 		_, has := cfg[block]
 		if has != (block == adapter) {
 			t.Errorf("%s: adapter %q, yet herald.yaml has block %q: %v", name, adapter, block, has)
@@ -453,7 +483,7 @@ func checkNoInlineSecrets(t *testing.T, name, cfgYAML string, c corev1.Container
 		t.Errorf("%s: herald.yaml carries a user:password@ credential:\n%s", name, cfgYAML)
 	}
 	for _, e := range c.Env {
-		secretish := e.Name == "HERALD_DATABASE_DSN" || strings.Contains(e.Name, "CONNECTION_STRING") || strings.Contains(e.Name, "PASSWORD")
+		secretish := e.Name == "HERALD_DATABASE_DSN" || strings.Contains(e.Name, "CONNECTION_STRING") || strings.Contains(e.Name, "PASSWORD") || strings.HasSuffix(e.Name, "_SECRETS")
 		if secretish && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 			t.Errorf("%s: %s must come from a Secret (valueFrom.secretKeyRef)", name, e.Name)
 		}
@@ -548,6 +578,11 @@ func onlyPending(out string, pending []string) bool {
 }
 
 func sampleSecret(env, driver string) string {
+	if env == "HERALD_WEBHOOK_SECRETS" {
+		// Two whsec_ secrets of 32 bytes, comma-separated: a rotation.
+		return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)) +
+			",whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	}
 	if env != "HERALD_DATABASE_DSN" {
 		return "sample-secret"
 	}
@@ -807,6 +842,15 @@ var badValues = []struct {
 	{"no relays", []string{"--set", "replicaCount=0"}, "at '/replicaCount'"},
 	{"ServiceMonitor without the health port", []string{"--set", "serviceMonitor.enabled=true", "--set", "health.enabled=false"}, "at '/health/enabled': value must be true"},
 	{"malformed IRSA role", []string{"--set", "serviceAccount.aws.roleArn=herald"}, "at '/serviceAccount/aws/roleArn'"},
+	{"webhook without its URL", []string{"--set", "adapter=webhook", "--set", "webhook.secrets_file=/s"}, "at '/webhook': missing property 'url'"},
+	{"webhook without secrets", []string{"--set", "adapter=webhook", "--set", "webhook.url=https://h.example.com"}, "missing property 'secrets_file'"},
+	{"inline webhook secrets", []string{"--set", "adapter=webhook", "--set", "webhook.url=https://h.example.com", "--set", "webhook.secrets={whsec_x}"}, "at '/webhook': additional properties 'secrets' not allowed"},
+	{"unknown destination adapter", []string{"--set-json", `destinations=[{"name":"events","adapter":"kafka"}]`}, "at '/destinations/0/adapter': value must be one of"},
+	{"destination named main", []string{"--set-json", `destinations=[{"name":"main","adapter":"sqs","sqs":{"queue_url":"https://sqs.eu-west-1.amazonaws.com/1/q"}}]`}, "at '/destinations/0/name'"},
+	{"destination name with capitals", []string{"--set-json", `destinations=[{"name":"Partner","adapter":"sqs","sqs":{"queue_url":"https://sqs.eu-west-1.amazonaws.com/1/q"}}]`}, "at '/destinations/0/name'"},
+	{"misspelt key in a destination's block", []string{"--set-json", `destinations=[{"name":"q","adapter":"sqs","sqs":{"queue_url":"https://sqs.eu-west-1.amazonaws.com/1/q","regoin":"x"}}]`}, "at '/destinations/0/sqs': additional properties 'regoin' not allowed"},
+	{"destination webhook secrets from a Secret", []string{"--set-json", `destinations=[{"name":"p","adapter":"webhook","webhook":{"url":"https://p.example.com","secrets_file":"/s","secrets_secret":{"name":"p"}}}]`}, "at '/destinations/0/webhook/secrets_secret'"},
+	{"destination webhook without secrets_file", []string{"--set-json", `destinations=[{"name":"p","adapter":"webhook","webhook":{"url":"https://p.example.com"}}]`}, "at '/destinations/0/webhook': missing property 'secrets_file'"},
 }
 
 func TestChartRejectsBadValues(t *testing.T) {
@@ -895,7 +939,7 @@ func (n schemaNode) yamlType() string {
 
 // secretOnly are config keys the chart takes only from a Secret
 // (`<key>_secret`), never inline in values and so never in the ConfigMap.
-var secretOnly = map[string]bool{"nats.password": true, "nats.token": true, "servicebus.connection_string": true}
+var secretOnly = map[string]bool{"nats.password": true, "nats.token": true, "servicebus.connection_string": true, "webhook.secrets": true}
 
 // TestSchemaFollowsConfigKeys keeps values.schema.json, and so the values a
 // user can set, 1:1 with config/herald.example.yaml: every config key is
@@ -928,15 +972,16 @@ func TestSchemaFollowsConfigKeys(t *testing.T) {
 			t.Errorf("config key %s is a secret: values.schema.json must offer only %s_secret, not %s", key, key, key)
 		case secretOnly[key] && !fromSecret:
 			t.Errorf("config key %s: values.schema.json has no %s_secret, so the chart cannot set it", key, key)
-		case fromSecret && (ref.Properties["name"].Type != "string" || known[key] != "string"):
-			t.Errorf("config key %s: %s_secret must be a {name, key} Secret reference for a string key", key, key)
+		case fromSecret && (ref.Properties["name"].Type != "string" || (known[key] != "string" && known[key] != "list")):
+			// A list arrives comma-separated, as Herald reads lists from the environment.
+			t.Errorf("config key %s: %s_secret must be a {name, key} Secret reference for a string or list key", key, key)
 		case !inline && !fromSecret:
 			t.Errorf("config key %s: values.schema.json has no %s, so the chart cannot set it; add it to values.schema.json (and a comment in values.yaml)", key, key)
 		case inline && node.yamlType() != known[key]:
 			t.Errorf("config key %s is a %s, values.schema.json says %s", key, known[key], node.yamlType())
 		}
 	}
-	for _, block := range []string{"database", "nats", "sqs", "servicebus", "relay", "log", "enricher", "tracing"} {
+	for _, block := range []string{"database", "nats", "sqs", "servicebus", "webhook", "relay", "log", "enricher", "tracing"} {
 		var walk func(prefix string, n schemaNode)
 		walk = func(prefix string, n schemaNode) {
 			for _, name := range slices.Sorted(maps.Keys(n.Properties)) {

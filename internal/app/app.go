@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +26,14 @@ import (
 	natsadapter "github.com/heraldhq/herald/adapters/nats"
 	"github.com/heraldhq/herald/adapters/servicebus"
 	sqsadapter "github.com/heraldhq/herald/adapters/sqs"
+	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/pkg/enricher"
+	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
+	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
 // ErrSchemaOutdated means the outbox schema is behind this binary.
@@ -36,11 +41,15 @@ var ErrSchemaOutdated = errors.New("outbox schema is not up to date")
 
 // App is a running set of parts. Close releases them in reverse order.
 type App struct {
-	Config    config.Config
-	DB        *gorm.DB
-	Store     *outbox.Store
+	Config config.Config
+	DB     *gorm.DB
+	Store  *outbox.Store
+	// Publisher and Relay serve the main destination.
 	Publisher adapters.Publisher
 	Relay     *producer.Relay
+	// Relays holds a relay per destination, the main one first, each with
+	// its own adapter: config destinations add the others.
+	Relays []*producer.Relay
 	// Embedded is the in-process JetStream server, nil when using an external one.
 	Embedded *natsadapter.EmbeddedServer
 	// BrokerURL is where the adapter connected.
@@ -58,16 +67,16 @@ type App struct {
 	log          *slog.Logger
 }
 
-// Run runs the relay until ctx ends, with what helps it: on PostgreSQL a
-// LISTEN connection that wakes the relay on every commit. It returns when
-// the relay has shut down gracefully and every helper goroutine has ended.
+// Run runs the relays until ctx ends, with what helps them: on PostgreSQL a
+// LISTEN connection that wakes them on every commit. It returns when every
+// relay has shut down gracefully and every helper goroutine has ended.
 func (a *App) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	listenCtx, stopListening := context.WithCancel(ctx)
 	defer stopListening()
 	if a.Config.Database.Driver == "postgres" {
-		wg.Go(func() { _ = outbox.Listen(listenCtx, a.Config.Database.DSN, a.Relay.Notify, a.log) })
+		wg.Go(func() { _ = outbox.Listen(listenCtx, a.Config.Database.DSN, a.Notify, a.log) })
 	}
 	if a.httpListener != nil {
 		srv := &http.Server{Handler: a.httpHandler, ReadHeaderTimeout: 10 * time.Second}
@@ -83,7 +92,22 @@ func (a *App) Run(ctx context.Context) error {
 			_ = srv.Shutdown(shutdownCtx)
 		}()
 	}
-	return a.Relay.Run(ctx)
+	// A relay per destination, side by side: one that is slow or failing
+	// never holds back another.
+	errs := make([]error, len(a.Relays))
+	var relays sync.WaitGroup
+	for i, r := range a.Relays {
+		relays.Go(func() { errs[i] = r.Run(ctx) })
+	}
+	relays.Wait()
+	return errors.Join(errs...)
+}
+
+// Notify wakes every relay, e.g. after a commit to the outbox.
+func (a *App) Notify() {
+	for _, r := range a.Relays {
+		r.Notify()
+	}
 }
 
 // httpHandler serves the operations endpoints and, with http.ingest_token,
@@ -93,7 +117,7 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 	if a.Config.HTTP.IngestToken == "" {
 		return ops, nil
 	}
-	eopts, err := EnricherOptions(a.Config.Enricher, "")
+	eopts, err := EnricherOptions(a.Config, "")
 	if err != nil {
 		return nil, err
 	}
@@ -189,17 +213,25 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		a.Embedded = srv
 		a.closers = append(a.closers, func() error { srv.Shutdown(); return nil })
 		cfg.NATS.URL = srv.ClientURL()
+		// A destination on the embedded server (config allows it only
+		// beside a main adapter on it) uses another stream there.
+		cfg.Destinations = slices.Clone(cfg.Destinations)
+		for i, d := range cfg.Destinations {
+			if d.Adapter == "nats" && d.NATS.URL == "embedded" {
+				cfg.Destinations[i].NATS.URL = cfg.NATS.URL
+			}
+		}
 		log.Info("embedded JetStream started", "url", cfg.NATS.URL, "store_dir", cfg.NATS.EmbeddedStoreDir)
 	}
-	a.BrokerURL = Target(cfg)
-	pub, err := ConnectAdapter(ctx, cfg, log)
+	a.BrokerURL = Target(cfg.Main())
+	pub, err := connectAdapter(ctx, cfg.Main(), log, a.announceDisabled(cfg.Main()))
 	if err != nil {
 		return nil, err
 	}
 	a.Publisher = pub
 	a.closers = append(a.closers, pub.Close)
 
-	a.Metrics = metrics.New(cfg.Adapter, a.Store)
+	a.Metrics = metrics.New(a.Store)
 	if cfg.HTTP.Listen != "" {
 		// Bound here, not in Run, so a taken port fails at startup.
 		if a.httpListener, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
@@ -213,14 +245,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 	}
 	relayOpts := []producer.Option{
-		producer.WithObserver(a.Metrics),
 		producer.WithBatchSize(cfg.Relay.BatchSize),
 		producer.WithPollInterval(cfg.Relay.PollInterval),
 		producer.WithLease(cfg.Relay.Lease),
 		producer.WithMaxAttempts(cfg.Relay.MaxAttempts),
 		producer.WithBackoff(cfg.Relay.BackoffMin, cfg.Relay.BackoffMax),
 		producer.WithShutdownTimeout(cfg.Relay.ShutdownTimeout),
-		producer.WithDeliveredRetention(retention(cfg.Relay)),
 		producer.WithLogger(log),
 	}
 	tp, stopTracing, err := tracerProvider(ctx, cfg.Tracing)
@@ -228,43 +258,138 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		return nil, err
 	}
 	if tp != nil {
-		// Closed after the relay has stopped, so its last spans are flushed.
+		// Closed after the relays have stopped, so their last spans are flushed.
 		a.closers = append(a.closers, stopTracing)
-		relayOpts = append(relayOpts, producer.WithTracerProvider(tp, cfg.Adapter))
 	}
-	a.Relay = producer.New(a.Store, a.Publisher, relayOpts...)
+	newRelay := func(d config.Destination, pub adapters.Publisher, extra ...producer.Option) *producer.Relay {
+		opts := append(slices.Clone(relayOpts), producer.WithObserver(a.Metrics.Relay(d.Name)))
+		if tp != nil {
+			opts = append(opts, producer.WithTracerProvider(tp, d.Adapter))
+		}
+		return producer.New(a.Store.ForDestination(d.Name), pub, append(opts, extra...)...)
+	}
+	// Only the main relay prunes kept delivered rows: pruning covers the
+	// whole table.
+	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)))
+	a.Relays = []*producer.Relay{a.Relay}
+	for _, d := range cfg.Destinations {
+		pub, err := connectAdapter(ctx, d, log.With("destination", d.Name), a.announceDisabled(d))
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", d.Name, err)
+		}
+		a.closers = append(a.closers, pub.Close)
+		a.Relays = append(a.Relays, newRelay(d, pub))
+	}
 	return a, nil
 }
 
-// Target names where the configured adapter publishes, for logs and status.
-func Target(cfg config.Config) string {
-	switch cfg.Adapter {
-	case "sqs":
-		return cfg.SQS.QueueURL
-	case "servicebus":
-		ns := cfg.ServiceBus.Namespace
-		if ns == "" {
-			ns = "(connection string)"
+// announceDisabled returns what serve does when a destination's webhook
+// endpoint is disabled: write an io.herald.webhook.endpoint_disabled event
+// to the outbox's main destination. Its rows stay behind as dead letters,
+// for `herald outbox retry --destination` once the endpoint is back.
+func (a *App) announceDisabled(d config.Destination) func(string, error) {
+	if d.Adapter != "webhook" {
+		return nil
+	}
+	return func(_ string, reason error) {
+		data := webhook.EndpointDisabled{Destination: d.Name, URL: Target(d), Reason: reason.Error(), DisabledAt: time.Now().UTC()}
+		ev, err := event.New(webhook.EndpointDisabledType, "/herald", data,
+			event.WithSubject("destinations/"+d.Name), event.WithPartitionKey("destinations/"+d.Name))
+		if err == nil {
+			// Called from the relay's publish, which has its own deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = outbox.Write(ctx, a.DB, ev)
 		}
-		return ns + "/" + cfg.ServiceBus.Queue + cfg.ServiceBus.Topic
-	default:
-		return cfg.NATS.URL
+		if err != nil {
+			a.log.Error("record that a webhook endpoint was disabled", "destination", d.Name, "error", err)
+			return
+		}
+		a.log.Warn("webhook endpoint disabled; its events are kept as dead letters", "destination", d.Name,
+			"reason", reason, "event_id", ev.ID)
 	}
 }
 
-// ConnectAdapter connects the configured adapter's publisher: switching
-// brokers is the adapter key plus its block, nothing else.
-func ConnectAdapter(ctx context.Context, cfg config.Config, log *slog.Logger) (adapters.Publisher, error) {
-	switch cfg.Adapter {
-	case "nats":
-		return connectNATS(ctx, cfg, log)
+// Target names where a destination's adapter publishes, for logs and
+// status. It never shows a secret.
+func Target(d config.Destination) string {
+	switch d.Adapter {
 	case "sqs":
-		return connectSQS(ctx, cfg.SQS, log)
+		return d.SQS.QueueURL
 	case "servicebus":
-		return connectServiceBus(ctx, cfg.ServiceBus, log)
+		ns := d.ServiceBus.Namespace
+		if ns == "" {
+			ns = "(connection string)"
+		}
+		return ns + "/" + d.ServiceBus.Queue + d.ServiceBus.Topic
+	case "webhook":
+		return webhook.RedactURL(d.Webhook.URL)
 	default:
-		return nil, fmt.Errorf("adapter: %q is not implemented yet", cfg.Adapter)
+		return d.NATS.URL
 	}
+}
+
+// ConnectAdapter connects a destination's publisher: switching brokers is
+// the adapter key plus its block, nothing else.
+func ConnectAdapter(ctx context.Context, d config.Destination, log *slog.Logger) (adapters.Publisher, error) {
+	return connectAdapter(ctx, d, log, nil)
+}
+
+// connectAdapter is ConnectAdapter with what serve adds: onDisabled hears
+// of a webhook endpoint the adapter disabled.
+func connectAdapter(ctx context.Context, d config.Destination, log *slog.Logger, onDisabled func(string, error)) (adapters.Publisher, error) {
+	switch d.Adapter {
+	case "nats":
+		return connectNATS(ctx, d.NATS, log)
+	case "sqs":
+		return connectSQS(ctx, d.SQS, log)
+	case "servicebus":
+		return connectServiceBus(ctx, d.ServiceBus, log)
+	case "webhook":
+		return connectWebhook(d.Name, d.Webhook, log, onDisabled)
+	default:
+		return nil, fmt.Errorf("adapter: %q is not implemented", d.Adapter)
+	}
+}
+
+// connectWebhook builds the publisher of one endpoint. The destination's
+// routes already chose its events, so the endpoint takes every one it gets.
+func connectWebhook(name string, c config.Webhook, log *slog.Logger, onDisabled func(string, error)) (adapters.Publisher, error) {
+	encoded, key := c.Secrets, "webhook.secrets"
+	if c.SecretsFile != "" {
+		b, err := os.ReadFile(c.SecretsFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook.secrets_file: %w", err)
+		}
+		encoded, key = strings.Fields(string(b)), "webhook.secrets_file "+c.SecretsFile
+	}
+	if len(encoded) == 0 {
+		return nil, fmt.Errorf("%s: holds no secret", key)
+	}
+	secrets := make([][]byte, len(encoded))
+	for i, s := range encoded {
+		b, err := webhooks.ParseSecret(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: entry %d: %w", key, i+1, err) // never the secret itself
+		}
+		secrets[i] = b
+	}
+	opts := []webhook.Option{webhook.WithTimeout(c.Timeout), webhook.WithConcurrency(c.Concurrency),
+		webhook.WithDisableAfter(c.DisableAfter), webhook.WithLogger(log)}
+	if onDisabled != nil {
+		opts = append(opts, webhook.WithOnDisabled(onDisabled))
+	}
+	if len(c.AllowCIDRs) > 0 {
+		opts = append(opts, webhook.WithAllowCIDRs(c.AllowCIDRs...))
+	}
+	if len(c.AllowHTTPHosts) > 0 {
+		opts = append(opts, webhook.WithAllowHTTPHosts(c.AllowHTTPHosts...))
+	}
+	pub, err := webhook.New([]webhook.Endpoint{{Name: name, URL: c.URL, Secrets: secrets, Enabled: true}}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect webhook adapter: %w", err)
+	}
+	return pub, nil
 }
 
 func connectSQS(ctx context.Context, c config.SQS, log *slog.Logger) (adapters.Publisher, error) {
@@ -316,9 +441,7 @@ func connectServiceBus(ctx context.Context, c config.ServiceBus, log *slog.Logge
 	return pub, nil
 }
 
-func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (adapters.Publisher, error) {
-	url := cfg.NATS.URL
-	n := cfg.NATS
+func connectNATS(ctx context.Context, n config.NATS, log *slog.Logger) (adapters.Publisher, error) {
 	binding, err := adapters.ParseBinding(n.Binding)
 	if err != nil {
 		return nil, fmt.Errorf("nats.binding: %w", err)
@@ -337,13 +460,13 @@ func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (adap
 	if n.TLS != (config.NATSTLS{}) {
 		opts = append(opts, natsadapter.WithTLS(n.TLS.CAFile, n.TLS.CertFile, n.TLS.KeyFile))
 	}
-	pub, err := natsadapter.Connect(ctx, url, append(opts,
-		natsadapter.WithStream(cfg.NATS.Stream, cfg.NATS.StreamSubjects...),
-		natsadapter.WithSubjectTemplate(cfg.NATS.SubjectTemplate),
-		natsadapter.WithProvisionStream(cfg.NATS.ProvisionStream),
-		natsadapter.WithDuplicateWindow(cfg.NATS.DuplicateWindow),
-		natsadapter.WithMaxPendingAcks(cfg.NATS.MaxPendingAcks),
-		natsadapter.WithAckTimeout(cfg.NATS.AckTimeout),
+	pub, err := natsadapter.Connect(ctx, n.URL, append(opts,
+		natsadapter.WithStream(n.Stream, n.StreamSubjects...),
+		natsadapter.WithSubjectTemplate(n.SubjectTemplate),
+		natsadapter.WithProvisionStream(n.ProvisionStream),
+		natsadapter.WithDuplicateWindow(n.DuplicateWindow),
+		natsadapter.WithMaxPendingAcks(n.MaxPendingAcks),
+		natsadapter.WithAckTimeout(n.AckTimeout),
 		natsadapter.WithLogger(log),
 	)...)
 	if err != nil {
@@ -396,13 +519,17 @@ func (a *App) Close() error {
 // when set (herald enrich --rules), else of enricher.rules_file, else none,
 // which keeps the built-in catalogue. An unreadable or invalid file is an
 // error naming where it came from.
-func EnricherOptions(cfg config.Enricher, rulesFlag string) ([]enricher.Option, error) {
-	path, key := cfg.RulesFile, "enricher.rules_file"
+func EnricherOptions(cfg config.Config, rulesFlag string) ([]enricher.Option, error) {
+	var opts []enricher.Option
+	if len(cfg.Destinations) > 0 {
+		opts = append(opts, enricher.WithRouter(cfg.Routes()))
+	}
+	path, key := cfg.Enricher.RulesFile, "enricher.rules_file"
 	if rulesFlag != "" {
 		path, key = rulesFlag, "--rules"
 	}
 	if path == "" {
-		return nil, nil
+		return opts, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -413,5 +540,5 @@ func EnricherOptions(cfg config.Enricher, rulesFlag string) ([]enricher.Option, 
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", key, path, err)
 	}
-	return []enricher.Option{enricher.WithRules(rules)}, nil
+	return append(opts, enricher.WithRules(rules)), nil
 }

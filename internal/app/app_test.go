@@ -108,13 +108,13 @@ func TestMetricsMoveAndReadinessFollowsTheBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := `herald_events_published_total{destination="nats",type="io.herald.test.thing.created"} 10`
+	want := `herald_events_published_total{destination="main",type="io.herald.test.thing.created"} 10`
 	eventually(t, "the published counter to reach 10", func() bool {
 		_, body := get(t, base+"/metrics")
 		return strings.Contains(body, want)
 	})
 	_, body := get(t, base+"/metrics")
-	for _, m := range []string{"herald_commit_to_ack_seconds_count 10", "herald_publish_batch_seconds_count", "herald_outbox_scrape_error 0"} {
+	for _, m := range []string{`herald_commit_to_ack_seconds_count{destination="main"} 10`, `herald_publish_batch_seconds_count{destination="main"}`, "herald_outbox_scrape_error 0"} {
 		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}

@@ -1,5 +1,6 @@
-// Package metrics exposes a running Herald to Prometheus: what the relay
-// does (a producer.Observer), what the outbox holds (read at scrape time),
+// Package metrics exposes a running Herald to Prometheus: what each relay
+// does (a producer.Observer per destination), what the outbox holds (read
+// at scrape time),
 // and the /healthz and /readyz endpoints an orchestrator probes.
 package metrics
 
@@ -23,32 +24,29 @@ import (
 // Metrics holds one registry per Herald process; nothing is registered
 // globally, so tests and embedders can run several side by side.
 type Metrics struct {
-	registry    *prometheus.Registry
-	destination string
+	registry *prometheus.Registry
 
 	published    *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
 	failed       *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
-	publishTime  prometheus.Histogram
-	commitToAck  prometheus.Histogram
-	reclaimed    prometheus.Counter
-	leaseLost    prometheus.Counter
+	publishTime  *prometheus.HistogramVec
+	commitToAck  *prometheus.HistogramVec
+	reclaimed    *prometheus.CounterVec
+	leaseLost    *prometheus.CounterVec
 
 	auditRecords *prometheus.CounterVec
 	enrichLag    *prometheus.HistogramVec
 }
 
-var _ producer.Observer = (*Metrics)(nil)
-
-// New creates the metrics of a relay publishing to destination (the adapter
-// name, e.g. "nats") over store.
-func New(destination string, store *outbox.Store) *Metrics {
+// New creates the metrics of a Herald process over store; its relays
+// report through Relay.
+func New(store *outbox.Store) *Metrics {
 	reg := prometheus.NewRegistry()
 	labels := []string{"destination", "type"}
+	dest := []string{"destination"}
 	m := &Metrics{
-		registry:    reg,
-		destination: destination,
+		registry: reg,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_published_total", Help: "Events the broker accepted, duplicates included.",
 		}, labels),
@@ -61,20 +59,20 @@ func New(destination string, store *outbox.Store) *Metrics {
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_dead_lettered_total", Help: "Events given up on and kept as dead letters.",
 		}, labels),
-		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		publishTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_publish_batch_seconds", Help: "Time for the adapter to publish one batch and collect its acks.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		commitToAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, dest),
+		commitToAck: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_commit_to_ack_seconds", Help: "Time from the producer's outbox write to the broker's ack.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
-		}),
-		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+		}, dest),
+		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_lease_takeovers_total", Help: "Rows claimed again after their relay vanished without recording an outcome.",
-		}),
-		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+		}, dest),
+		leaseLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_lease_lost_total", Help: "Outcomes not recorded because another relay had taken the rows over.",
-		}),
+		}, dest),
 		auditRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_enricher_records_total", Help: "Audit records the enricher handled, by source (ingest, tail, ...) and status (enriched, quarantined, duplicate).",
 		}, []string{"source", "status"}),
@@ -100,41 +98,49 @@ func (m *Metrics) Enriched(res enricher.Result) {
 	}
 }
 
-// Published implements producer.Observer.
-func (m *Metrics) Published(_ int, took time.Duration) { m.publishTime.Observe(took.Seconds()) }
+// Relay returns the observer of the relay of one outbox destination
+// ("main", or a route's destination), whose figures carry it as the
+// destination label.
+func (m *Metrics) Relay(destination string) producer.Observer {
+	return relayObserver{m: m, dest: destination}
+}
 
-// Delivered implements producer.Observer.
-func (m *Metrics) Delivered(eventType string, sinceCommit time.Duration, duplicate bool) {
-	m.published.WithLabelValues(m.destination, eventType).Inc()
+type relayObserver struct {
+	m    *Metrics
+	dest string
+}
+
+func (o relayObserver) Published(_ int, took time.Duration) {
+	o.m.publishTime.WithLabelValues(o.dest).Observe(took.Seconds())
+}
+
+func (o relayObserver) Delivered(eventType string, sinceCommit time.Duration, duplicate bool) {
+	o.m.published.WithLabelValues(o.dest, eventType).Inc()
 	if duplicate {
-		m.duplicates.WithLabelValues(m.destination, eventType).Inc()
+		o.m.duplicates.WithLabelValues(o.dest, eventType).Inc()
 	}
-	m.commitToAck.Observe(sinceCommit.Seconds())
+	o.m.commitToAck.WithLabelValues(o.dest).Observe(sinceCommit.Seconds())
 }
 
-// Failed implements producer.Observer.
-func (m *Metrics) Failed(eventType string) { m.failed.WithLabelValues(m.destination, eventType).Inc() }
+func (o relayObserver) Failed(eventType string) { o.m.failed.WithLabelValues(o.dest, eventType).Inc() }
 
-// DeadLettered implements producer.Observer.
-func (m *Metrics) DeadLettered(eventType string) {
-	m.deadLettered.WithLabelValues(m.destination, eventType).Inc()
+func (o relayObserver) DeadLettered(eventType string) {
+	o.m.deadLettered.WithLabelValues(o.dest, eventType).Inc()
 }
 
-// Reclaimed implements producer.Observer.
-func (m *Metrics) Reclaimed(n int) { m.reclaimed.Add(float64(n)) }
+func (o relayObserver) Reclaimed(n int) { o.m.reclaimed.WithLabelValues(o.dest).Add(float64(n)) }
 
-// LeaseLost implements producer.Observer.
-func (m *Metrics) LeaseLost(n int) { m.leaseLost.Add(float64(n)) }
+func (o relayObserver) LeaseLost(n int) { o.m.leaseLost.WithLabelValues(o.dest).Add(float64(n)) }
 
 // outboxCollector reads the outbox's backlog when Prometheus scrapes, so the
 // figures are never staler than the scrape.
 type outboxCollector struct{ store *outbox.Store }
 
 var (
-	pendingDesc = prometheus.NewDesc("herald_outbox_pending", "Pending events (in flight included), by type.", []string{"type"}, nil)
-	inFlight    = prometheus.NewDesc("herald_outbox_in_flight", "Pending events leased by a relay right now, by type.", []string{"type"}, nil)
-	deadDesc    = prometheus.NewDesc("herald_outbox_dead", "Dead letters, by type.", []string{"type"}, nil)
-	oldestDesc  = prometheus.NewDesc("herald_outbox_oldest_pending_age_seconds", "Age of the oldest pending event, by type.", []string{"type"}, nil)
+	pendingDesc = prometheus.NewDesc("herald_outbox_pending", "Pending events (in flight included), by destination and type.", []string{"destination", "type"}, nil)
+	inFlight    = prometheus.NewDesc("herald_outbox_in_flight", "Pending events leased by a relay right now, by destination and type.", []string{"destination", "type"}, nil)
+	deadDesc    = prometheus.NewDesc("herald_outbox_dead", "Dead letters, by destination and type.", []string{"destination", "type"}, nil)
+	oldestDesc  = prometheus.NewDesc("herald_outbox_oldest_pending_age_seconds", "Age of the oldest pending event, by destination and type.", []string{"destination", "type"}, nil)
 	scrapeErr   = prometheus.NewDesc("herald_outbox_scrape_error", "1 when the last read of the outbox failed.", nil, nil)
 )
 
@@ -155,14 +161,14 @@ func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(scrapeErr, prometheus.GaugeValue, 0)
 	now := time.Now()
 	for _, s := range stats {
-		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Type)
-		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Type)
-		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.Dead), s.Type)
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Destination, s.Type)
+		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Destination, s.Type)
+		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.Dead), s.Destination, s.Type)
 		age := 0.0
 		if !s.OldestPending.IsZero() {
 			age = now.Sub(s.OldestPending).Seconds()
 		}
-		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, s.Type)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, s.Destination, s.Type)
 	}
 }
 

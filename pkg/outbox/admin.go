@@ -34,9 +34,10 @@ const DefaultBatchSize = 500
 // driver's limit on bound parameters.
 const MaxFilterIDs = 1000
 
-// TypeStats counts one event type's rows by state.
+// TypeStats counts one event type's rows for one destination by state.
 type TypeStats struct {
-	Type string
+	Destination string
+	Type        string
 	// Pending counts every pending row: waiting, in backoff or in flight.
 	Pending int
 	// InFlight counts pending rows a relay holds a live lease on.
@@ -48,29 +49,31 @@ type TypeStats struct {
 	OldestPending time.Time
 }
 
-// TypeStats counts rows per event type and state, ordered by type.
+// TypeStats counts rows per destination, event type and state, ordered by
+// destination and type.
 func (s *Store) TypeStats(ctx context.Context) ([]TypeStats, error) {
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT event_type, state, COUNT(*), MIN(created_at),
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT destination, event_type, state, COUNT(*), MIN(created_at),
   COUNT(CASE WHEN lease_owner IS NOT NULL AND available_at > ? THEN 1 END)
-FROM herald_outbox GROUP BY event_type, state`, s.d.encodeTime(s.now())).Rows()
+FROM herald_outbox GROUP BY destination, event_type, state`, s.d.encodeTime(s.now())).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("outbox type stats: %w", err)
 	}
 	defer rows.Close()
-	byType := map[string]*TypeStats{}
+	type key struct{ dest, typ string }
+	byType := map[key]*TypeStats{}
 	for rows.Next() {
 		var (
-			typ, state string
-			n, leased  int
-			oldest     any
+			dest, typ, state string
+			n, leased        int
+			oldest           any
 		)
-		if err := rows.Scan(&typ, &state, &n, &oldest, &leased); err != nil {
+		if err := rows.Scan(&dest, &typ, &state, &n, &oldest, &leased); err != nil {
 			return nil, fmt.Errorf("outbox type stats: scan: %w", err)
 		}
-		ts := byType[typ]
+		ts := byType[key{dest, typ}]
 		if ts == nil {
-			ts = &TypeStats{Type: typ}
-			byType[typ] = ts
+			ts = &TypeStats{Destination: dest, Type: typ}
+			byType[key{dest, typ}] = ts
 		}
 		switch State(state) {
 		case StatePending:
@@ -93,16 +96,19 @@ FROM herald_outbox GROUP BY event_type, state`, s.d.encodeTime(s.now())).Rows()
 	}
 	// Sorted here, not in SQL, so the order is the same under every
 	// database's collation.
-	slices.SortFunc(out, func(a, b TypeStats) int { return strings.Compare(a.Type, b.Type) })
+	slices.SortFunc(out, func(a, b TypeStats) int {
+		return cmp.Or(strings.Compare(a.Destination, b.Destination), strings.Compare(a.Type, b.Type))
+	})
 	return out, nil
 }
 
 // Filter selects rows for ListRows, Count and Retry. Its zero value selects
 // every row.
 type Filter struct {
-	State State    // "" for every state
-	Type  string   // an exact event type; "" for every type
-	IDs   []string // event ids; empty for any id. At most MaxFilterIDs.
+	State       State    // "" for every state
+	Destination string   // "" for every destination
+	Type        string   // an exact event type; "" for every type
+	IDs         []string // event ids; empty for any id. At most MaxFilterIDs.
 	// AfterSeq keeps only rows after this seq. To page, pass the last Seq of
 	// one page to get the next.
 	AfterSeq int64
@@ -142,6 +148,9 @@ func (f Filter) conds() (conds, error) {
 		c = c.and("state = ?", string(f.State))
 	default:
 		return c, fmt.Errorf("%w: state %q is none of %s, %s, %s", ErrInvalidFilter, f.State, StatePending, StateDelivered, StateDead)
+	}
+	if f.Destination != "" {
+		c = c.and("destination = ?", f.Destination)
 	}
 	if f.Type != "" {
 		c = c.and("event_type = ?", f.Type)
@@ -232,8 +241,9 @@ SET state = 'pending', attempts = 0, available_at = ?, lease_owner = NULL, lease
 type PurgeFilter struct {
 	// State is StateDead or StateDelivered. Pending rows are never purged:
 	// they are events the business committed and no broker has seen.
-	State State
-	Type  string // an exact event type; "" for every type
+	State       State
+	Destination string // "" for every destination
+	Type        string // an exact event type; "" for every type
 	// OlderThan, when set, keeps rows that finished at or after it: delivered
 	// rows by delivered_at; dead rows by their last attempt (available_at,
 	// which a claim moves to its lease's end and so is never before the
@@ -261,6 +271,9 @@ func (f PurgeFilter) conds() (conds, error) {
 		return c, fmt.Errorf("%w: state %q: pending rows are undelivered events and cannot be purged", ErrInvalidFilter, f.State)
 	default:
 		return c, fmt.Errorf("%w: state %q: purge needs %s or %s", ErrInvalidFilter, f.State, StateDead, StateDelivered)
+	}
+	if f.Destination != "" {
+		c = c.and("destination = ?", f.Destination)
 	}
 	if f.Type != "" {
 		c = c.and("event_type = ?", f.Type)

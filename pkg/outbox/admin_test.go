@@ -174,14 +174,14 @@ func TestTypeStatsCountsEachTypeByState(t *testing.T) {
 				want []outbox.TypeStats
 			}{
 				{"while the lease runs", 0, []outbox.TypeStats{
-					{Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
-					{Type: typeBeta, Pending: 2, InFlight: 1, Dead: 2},
-					{Type: typeGamma, Delivered: 1},
+					{Destination: outbox.MainDestination, Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
+					{Destination: outbox.MainDestination, Type: typeBeta, Pending: 2, InFlight: 1, Dead: 2},
+					{Destination: outbox.MainDestination, Type: typeGamma, Delivered: 1},
 				}},
 				{"after the lease expired nothing is in flight", 2 * seedLease, []outbox.TypeStats{
-					{Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
-					{Type: typeBeta, Pending: 2, Dead: 2},
-					{Type: typeGamma, Delivered: 1},
+					{Destination: outbox.MainDestination, Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
+					{Destination: outbox.MainDestination, Type: typeBeta, Pending: 2, Dead: 2},
+					{Destination: outbox.MainDestination, Type: typeGamma, Delivered: 1},
 				}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {

@@ -34,24 +34,27 @@ type dialect struct {
 }
 
 type claimArgs struct {
-	owner   string
-	now     time.Time
-	until   time.Time
-	limit   int
-	ordered bool
+	owner       string
+	destination string
+	now         time.Time
+	until       time.Time
+	limit       int
+	ordered     bool
 }
 
-// claimable is the condition every dialect claims by. With ordering, a row
-// qualifies only while no earlier row of its partition key is pending: the
-// key's head. A head that is leased or waiting out a backoff is pending, so
+// claimable is the condition every dialect claims by, with the destination
+// and the current time as its arguments. With ordering, a row qualifies only
+// while no earlier row of its partition key is pending for its destination:
+// the key's head. A head that is leased or waiting out a backoff is pending, so
 // nothing behind it moves, while other keys flow; rows without a key are
 // never held back.
 const (
-	claimableWhere = `o.state = 'pending' AND o.available_at <= ?`
+	claimableWhere = `o.state = 'pending' AND o.destination = ? AND o.available_at <= ?`
 	orderedWhere   = ` AND (o.partition_key = '' OR NOT EXISTS (
     SELECT 1 FROM herald_outbox p
-    WHERE p.partition_key = o.partition_key AND p.state = 'pending' AND p.seq < o.seq))`
-	returnedColumns = `seq, event_id, event_type, partition_key, payload, attempts, created_at, last_error`
+    WHERE p.destination = o.destination AND p.partition_key = o.partition_key
+      AND p.state = 'pending' AND p.seq < o.seq))`
+	returnedColumns = `seq, destination, event_id, event_type, partition_key, payload, attempts, created_at, last_error`
 )
 
 func candidates(ordered bool) string {
@@ -86,7 +89,7 @@ WHERE seq IN (
   WHERE ` + candidates(a.ordered) + `
   ORDER BY o.seq LIMIT ?)
 RETURNING ` + returnedColumns
-		return queryClaimed(ctx, db, a, q, a.owner, enc(a.until), enc(a.until), enc(a.now), a.limit)
+		return queryClaimed(ctx, db, a, q, a.owner, enc(a.until), enc(a.until), a.destination, enc(a.now), a.limit)
 	},
 }
 
@@ -111,7 +114,7 @@ WHERE seq IN (
   ORDER BY o.seq LIMIT ?
   FOR UPDATE SKIP LOCKED)
 RETURNING ` + returnedColumns
-		return queryClaimed(ctx, db, a, q, a.owner, a.until.UTC(), a.until.UTC(), a.now.UTC(), a.limit)
+		return queryClaimed(ctx, db, a, q, a.owner, a.until.UTC(), a.until.UTC(), a.destination, a.now.UTC(), a.limit)
 	},
 }
 
@@ -135,7 +138,7 @@ WHERE ` + candidates(a.ordered) + `
 ORDER BY o.seq LIMIT ?
 FOR UPDATE SKIP LOCKED`
 			var err error
-			rows, err = queryClaimed(ctx, tx, a, q, a.now.UTC(), a.limit)
+			rows, err = queryClaimed(ctx, tx, a, q, a.destination, a.now.UTC(), a.limit)
 			if err != nil || len(rows) == 0 {
 				return err
 			}
@@ -167,7 +170,7 @@ func queryClaimed(ctx context.Context, db *gorm.DB, a claimArgs, q string, args 
 		r := Row{State: StatePending, LeaseOwner: a.owner, LeaseExpiresAt: a.until.UTC(), AvailableAt: a.until.UTC()}
 		var created any
 		var lastErr sql.NullString
-		if err := rows.Scan(&r.Seq, &r.EventID, &r.EventType, &r.PartitionKey, &r.Payload, &r.Attempts, &created, &lastErr); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Destination, &r.EventID, &r.EventType, &r.PartitionKey, &r.Payload, &r.Attempts, &created, &lastErr); err != nil {
 			return nil, fmt.Errorf("scan: %w", err)
 		}
 		if r.CreatedAt, err = decodeTime(created); err != nil {

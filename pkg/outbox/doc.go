@@ -21,6 +21,16 @@
 // stored bytes are what every later publish sends, so a retry, a second relay
 // or a re-publish after a crash sends identical bytes with the same id.
 //
+// # Destinations
+//
+// Every event goes to the main destination ([MainDestination]), the adapter
+// a relay publishes through by default. [WriteRouted] also stores it for
+// each destination a [Router] names, such as a partner's webhook for some
+// event types ([Routes] is a static route table). Each destination gets a
+// row of its own, so it keeps its own attempts, backoff, lease, per-key
+// order and dead letters: one that fails never holds back or duplicates
+// another. A relay serves one destination, through [Store.ForDestination].
+//
 // # Rows and their states
 //
 // A row is pending until a relay delivers it, then it is deleted (or kept as
@@ -40,5 +50,5 @@
 // The schema is versioned SQL embedded in the binary, one folder per dialect.
 // [Migrate] applies what is missing and records it in herald_schema_migrations;
 // [MigrationScript] prints the same SQL for DBAs who apply schema with their
-// own tools. SQLite is supported now; PostgreSQL and MySQL/MariaDB follow.
+// own tools. PostgreSQL, MySQL 8 / MariaDB 10.6+ and SQLite are supported.
 package outbox

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,9 +25,13 @@ const (
 	StateDead      State = "dead"      // given up on; kept with its last error for replay
 )
 
-// Row is one stored event.
+// Row is one stored event on its way to one destination.
 type Row struct {
-	Seq            int64
+	Seq int64
+	// Destination is where the row is delivered: MainDestination or a
+	// route's destination. An event routed to several destinations has a
+	// row for each.
+	Destination    string
 	EventID        string
 	EventType      string
 	PartitionKey   string
@@ -45,11 +50,19 @@ type Row struct {
 // bound parameters.
 const writeChunk = 200
 
-// Write validates and stores events inside tx, the producer's own
-// transaction: they become visible to relays when, and only when, tx commits.
-// An invalid event fails the whole call with an error naming the event and
-// the attribute, and nothing is written.
+// Write validates and stores events for the main destination inside tx, the
+// producer's own transaction: they become visible to relays when, and only
+// when, tx commits. An invalid event fails the whole call with an error
+// naming the event and the attribute, and nothing is written.
 func Write(ctx context.Context, tx *gorm.DB, events ...event.Event) error {
+	return WriteRouted(ctx, tx, nil, events...)
+}
+
+// WriteRouted is Write for an outbox with several destinations: each event
+// is stored once for the main destination and once more for every
+// destination r routes its type to, so that each destination keeps its own
+// progress. A nil r routes nothing.
+func WriteRouted(ctx context.Context, tx *gorm.DB, r Router, events ...event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -58,7 +71,8 @@ func Write(ctx context.Context, tx *gorm.DB, events ...event.Event) error {
 		return fmt.Errorf("outbox write: %w", err)
 	}
 	now := d.encodeTime(time.Now())
-	args := make([]any, 0, len(events)*6)
+	const cols = 7
+	args := make([]any, 0, len(events)*cols)
 	for i, ev := range events {
 		if err := ev.Validate(); err != nil {
 			return fmt.Errorf("outbox write: event %d (id %q): %w", i, ev.ID, err)
@@ -67,15 +81,26 @@ func Write(ctx context.Context, tx *gorm.DB, events ...event.Event) error {
 		if err != nil {
 			return fmt.Errorf("outbox write: marshal event %s: %w", ev.ID, err)
 		}
-		args = append(args, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
+		args = append(args, MainDestination, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
+		if r == nil {
+			continue
+		}
+		dests := r.Destinations(ev.Type)
+		for i, dest := range dests {
+			if dest == MainDestination || slices.Contains(dests[:i], dest) {
+				continue // every event goes to main already; one row per destination
+			}
+			args = append(args, dest, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
+		}
 	}
 	tx = tx.WithContext(ctx)
-	for start := 0; start < len(events); start += writeChunk {
-		n := min(writeChunk, len(events)-start)
-		q := "INSERT INTO " + Table + " (event_id, event_type, partition_key, payload, available_at, created_at) VALUES " +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ")
-		if err := tx.Exec(q, args[start*6:(start+n)*6]...).Error; err != nil {
-			return fmt.Errorf("outbox write: insert %d events: %w", n, err)
+	rows := len(args) / cols
+	for start := 0; start < rows; start += writeChunk {
+		n := min(writeChunk, rows-start)
+		q := "INSERT INTO " + Table + " (destination, event_id, event_type, partition_key, payload, available_at, created_at) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+		if err := tx.Exec(q, args[start*cols:(start+n)*cols]...).Error; err != nil {
+			return fmt.Errorf("outbox write: insert %d rows: %w", n, err)
 		}
 	}
 	return nil

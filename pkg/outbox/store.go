@@ -18,6 +18,7 @@ import (
 type Store struct {
 	db            *gorm.DB
 	d             dialect
+	destination   string
 	keepDelivered bool
 	ordered       bool
 	now           func() time.Time
@@ -48,25 +49,38 @@ func NewStore(db *gorm.DB, opts ...StoreOption) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, d: d, now: time.Now}
+	s := &Store{db: db, d: d, destination: MainDestination, now: time.Now}
 	for _, opt := range opts {
 		opt(s)
 	}
 	return s, nil
 }
 
-// Claim leases up to limit claimable rows to owner until now+lease and
-// returns them in insertion order. A row is claimable when it is pending and
-// its available_at (backoff, or a previous lease) has passed; with
-// WithOrdering, also only while no earlier row of its partition key is
-// pending. Each claim counts as an attempt, so a row whose relay keeps dying
+// ForDestination returns a Store whose Claim takes only rows bound for the
+// named destination; a relay per destination uses one each. Everything else
+// is shared with s: recording outcomes works by seq, and the operator's
+// tools select destinations with Filter.Destination.
+func (s *Store) ForDestination(name string) *Store {
+	c := *s
+	c.destination = name
+	return &c
+}
+
+// Destination is the destination Claim takes rows for.
+func (s *Store) Destination() string { return s.destination }
+
+// Claim leases up to limit claimable rows of the store's destination to
+// owner until now+lease and returns them in insertion order. A row is
+// claimable when it is pending and its available_at (backoff, or a previous
+// lease) has passed; with WithOrdering, also only while no earlier row of its
+// partition key is pending for the same destination. Each claim counts as an attempt, so a row whose relay keeps dying
 // still reaches its attempt limit.
 func (s *Store) Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]Row, error) {
 	if owner == "" {
 		return nil, errors.New("outbox claim: owner required")
 	}
 	now := s.now()
-	rows, err := s.d.claim(ctx, s.db, claimArgs{owner: owner, now: now, until: now.Add(lease), limit: limit, ordered: s.ordered})
+	rows, err := s.d.claim(ctx, s.db, claimArgs{owner: owner, destination: s.destination, now: now, until: now.Add(lease), limit: limit, ordered: s.ordered})
 	if err != nil {
 		return nil, fmt.Errorf("outbox claim: %w", err)
 	}
@@ -161,12 +175,13 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-const rowColumns = `seq, event_id, event_type, partition_key, payload, state, attempts, available_at,
+const rowColumns = `seq, destination, event_id, event_type, partition_key, payload, state, attempts, available_at,
 lease_owner, lease_expires_at, last_error, created_at, delivered_at`
 
-// Get returns the row of one event, or ErrNotFound.
+// Get returns the row of one event for the store's destination, or
+// ErrNotFound.
 func (s *Store) Get(ctx context.Context, eventID string) (Row, error) {
-	rows, err := s.list(ctx, `WHERE event_id = ?`, eventID)
+	rows, err := s.list(ctx, `WHERE event_id = ? AND destination = ?`, eventID, s.destination)
 	if err != nil {
 		return Row{}, err
 	}
@@ -176,7 +191,8 @@ func (s *Store) Get(ctx context.Context, eventID string) (Row, error) {
 	return rows[0], nil
 }
 
-// List returns up to limit rows in the given state, oldest first.
+// List returns up to limit rows of every destination in the given state,
+// oldest first.
 func (s *Store) List(ctx context.Context, state State, limit int) ([]Row, error) {
 	return s.list(ctx, `WHERE state = ? ORDER BY seq LIMIT ?`, string(state), limit)
 }
@@ -195,7 +211,7 @@ func (s *Store) list(ctx context.Context, where string, args ...any) ([]Row, err
 			owner, lastErr                    sql.NullString
 			avail, lease, created, deliveredT any
 		)
-		if err := rows.Scan(&r.Seq, &r.EventID, &r.EventType, &r.PartitionKey, &r.Payload, &state, &r.Attempts,
+		if err := rows.Scan(&r.Seq, &r.Destination, &r.EventID, &r.EventType, &r.PartitionKey, &r.Payload, &state, &r.Attempts,
 			&avail, &owner, &lease, &lastErr, &created, &deliveredT); err != nil {
 			return nil, fmt.Errorf("outbox list: scan: %w", err)
 		}
@@ -226,7 +242,7 @@ type Stats struct {
 	OldestPending time.Time
 }
 
-// Stats counts rows by state.
+// Stats counts the rows of every destination by state.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT state, COUNT(*), MIN(created_at),

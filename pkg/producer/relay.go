@@ -160,7 +160,7 @@ func New(store *outbox.Store, pub adapters.Publisher, opts ...Option) *Relay {
 	if cfg.name == "" {
 		cfg.name = defaultName()
 	}
-	cfg.log = cfg.log.With("relay", cfg.name)
+	cfg.log = cfg.log.With("relay", cfg.name, "destination", store.Destination())
 	return &Relay{store: store, pub: pub, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
@@ -479,7 +479,7 @@ func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, n
 		r.cfg.observer.DeadLettered(row.EventType)
 		logEvent(slog.LevelWarn, "event dead-lettered: out of attempts", slog.Any("error", res.Err))
 	default:
-		o.Err, o.RetryAt = res.Err, now.Add(r.backoff(row.Attempts))
+		o.Err, o.RetryAt = res.Err, now.Add(max(r.backoff(row.Attempts), res.RetryAfter))
 		r.stats.failed.Add(1)
 		r.cfg.observer.Failed(row.EventType)
 		logEvent(slog.LevelInfo, "publish failed; will retry", slog.Any("error", res.Err), slog.Time("retry_at", o.RetryAt))

@@ -55,6 +55,8 @@ herald.config is /etc/herald/herald.yaml: the values blocks that are Herald
 config keys, 1:1, and only the selected adapter's block. Keys the values leave
 out keep Herald's defaults. Secrets never appear here: a `<key>_secret`
 value in a block becomes the variable HERALD_<BLOCK>_<KEY> (herald.env).
+destinations go as they are (the schema refuses `_secret` references there:
+destinations are config-file only, so their secrets come from mounted files).
 */}}
 {{- define "herald.config" -}}
 {{- $database := include "herald.block" .Values.database | fromYaml }}
@@ -66,6 +68,10 @@ database:
 adapter: {{ .Values.adapter | quote }}
 {{- with include "herald.block" (index .Values .Values.adapter) | fromYaml }}
 {{ $.Values.adapter }}:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.destinations }}
+destinations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with .Values.relay }}
@@ -106,7 +112,9 @@ herald.env is the environment every Herald container gets. A value
 `<key>_secret: {name, key}` in the database block or the selected adapter's
 block becomes HERALD_<BLOCK>_<KEY> from that Secret (the Secret's key
 defaults to the config key's name): database.dsn_secret → HERALD_DATABASE_DSN,
-nats.password_secret → HERALD_NATS_PASSWORD.
+nats.password_secret → HERALD_NATS_PASSWORD, webhook.secrets_secret →
+HERALD_WEBHOOK_SECRETS (comma-separated, as Herald reads lists from the
+environment).
 */}}
 {{- define "herald.env" -}}
 {{- range $block := list "database" .Values.adapter }}
