@@ -130,25 +130,44 @@ var mysqlDialect = dialect{
 	// MySQL and MariaDB have no UPDATE … RETURNING: lock the rows with
 	// SKIP LOCKED, then lease them, in one READ COMMITTED transaction
 	// (REPEATABLE READ would take gap locks that stall producers' INSERTs).
+	// With ordering, the heads are found before that, by mysqlHeads.
 	claim: func(ctx context.Context, db *gorm.DB, a claimArgs) ([]Row, error) {
-		var rows []Row
-		err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			q := `SELECT ` + returnedColumns + ` FROM herald_outbox o
-WHERE ` + candidates(a.ordered) + `
+		q := `SELECT ` + returnedColumns + ` FROM herald_outbox o
+WHERE ` + claimableWhere + `
 ORDER BY o.seq LIMIT ?
 FOR UPDATE SKIP LOCKED`
+		args := []any{a.destination, a.now.UTC(), a.limit}
+		if a.ordered {
+			heads, err := mysqlHeads(ctx, db, a)
+			if err != nil || len(heads) == 0 {
+				return nil, err
+			}
+			// The head test is not repeated under the lock: a head stops
+			// being one only when it leaves (delivered, dead, leased: the
+			// pending and available_at tests catch that) or when an
+			// earlier row of its key reappears, which no claim can rule out
+			// (a producer's transaction committing late, a dead letter
+			// retried) in any form of this statement.
+			q = `SELECT ` + returnedColumns + ` FROM herald_outbox o
+WHERE o.seq IN (` + placeholders(len(heads)) + `) AND ` + claimableWhere + `
+ORDER BY o.seq LIMIT ?
+FOR UPDATE SKIP LOCKED`
+			args = append(heads, args...)
+		}
+		var rows []Row
+		err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var err error
-			rows, err = queryClaimed(ctx, tx, a, q, a.destination, a.now.UTC(), a.limit)
+			rows, err = queryClaimed(ctx, tx, a, q, args...)
 			if err != nil || len(rows) == 0 {
 				return err
 			}
-			args := []any{a.owner, a.until.UTC(), a.until.UTC()}
+			lease := []any{a.owner, a.until.UTC(), a.until.UTC()}
 			for _, r := range rows {
-				args = append(args, r.Seq)
+				lease = append(lease, r.Seq)
 			}
 			err = tx.Exec(`UPDATE herald_outbox
 SET lease_owner = ?, lease_expires_at = ?, available_at = ?, attempts = attempts + 1
-WHERE seq IN (`+placeholders(len(rows))+`)`, args...).Error
+WHERE seq IN (`+placeholders(len(rows))+`)`, lease...).Error
 			for i := range rows {
 				rows[i].Attempts++ // the SELECT saw them before this claim counted
 			}
@@ -156,6 +175,60 @@ WHERE seq IN (`+placeholders(len(rows))+`)`, args...).Error
 		}, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 		return rows, err
 	},
+}
+
+// mysqlOrderedWhere is orderedWhere for MySQL and MariaDB. They cannot
+// bound a correlated index scan by p.seq < o.seq, so for a key's head a
+// NOT EXISTS reads every pending row of its key, and a claim over a hot key
+// reads the key once per head. Asking for the key's first pending row reads
+// one index entry. The hint keeps the optimizer from walking the claim
+// index in seq order instead, looking for the key (500 rows a head where
+// it did so).
+const mysqlOrderedWhere = ` AND (o.partition_key = '' OR o.seq = (
+    SELECT p.seq FROM herald_outbox p FORCE INDEX (herald_outbox_key)
+    WHERE p.destination = o.destination AND p.partition_key = o.partition_key AND p.state = 'pending'
+    ORDER BY p.seq LIMIT 1))`
+
+// mysqlHeadWindow sizes, in batches, the pending rows mysqlHeads looks at
+// first.
+const mysqlHeadWindow = 10
+
+// mysqlHeads finds the seqs of up to twice limit claimable heads with plain
+// reads, which take no locks; twice, so that a claimer whose first picks
+// another claimer is locking still fills its batch.
+//
+// The first read looks only at the oldest mysqlHeadWindow·limit pending
+// rows, and only when none of them is claimable does a second read search
+// the whole destination. A claim that finds fewer free heads than its limit
+// (every key's head leased, say) would otherwise read every pending row, and
+// on MariaDB concurrent relays making such claims slowed each other down
+// until four ordered relays took 56 to 586 s to drain 100k events
+// (docs/benchmarks.md). No head waits on the window for long: the rows
+// ahead of it only leave, and a window without a claimable row falls
+// through to the full search.
+func mysqlHeads(ctx context.Context, db *gorm.DB, a claimArgs) ([]any, error) {
+	window := `SELECT o.seq FROM (
+  SELECT seq, destination, partition_key, state, available_at FROM herald_outbox
+  WHERE state = 'pending' AND destination = ?
+  ORDER BY seq LIMIT ?) o
+WHERE ` + claimableWhere + mysqlOrderedWhere + `
+ORDER BY o.seq LIMIT ?`
+	var found []int64
+	err := db.WithContext(ctx).Raw(window, a.destination, mysqlHeadWindow*a.limit, a.destination, a.now.UTC(), 2*a.limit).Scan(&found).Error
+	if err == nil && len(found) == 0 {
+		all := `SELECT o.seq FROM herald_outbox o
+WHERE ` + claimableWhere + mysqlOrderedWhere + `
+ORDER BY o.seq LIMIT ?`
+		err = db.WithContext(ctx).Raw(all, a.destination, a.now.UTC(), 2*a.limit).Scan(&found).Error
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find heads: %w", err)
+	}
+	seqs := make([]any, len(found))
+	for i, s := range found {
+		seqs[i] = s
+	}
+	return seqs, nil
 }
 
 // queryClaimed runs a claim statement and scans the rows it returns.

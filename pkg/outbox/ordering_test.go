@@ -83,6 +83,45 @@ func TestOrderingClaimsOnlyEachKeysHead(t *testing.T) {
 	})
 }
 
+// A key whose head waits out a backoff holds back its own rows only: with
+// far more of them ahead than a MySQL claim looks at first (its window),
+// another key's rows behind them are still claimed, in order.
+func TestOrderingBlockedBacklogDoesNotHideLaterKeys(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		clk := &clock{now: time.Now().Add(time.Minute)}
+		store, _ := outbox.NewStore(db, outbox.WithOrdering(true), outbox.WithClock(clk.Now))
+		const limit = 2
+		var stuck []event.Event
+		for i := range 30 * limit {
+			stuck = append(stuck, keyed(t, "stuck", i))
+		}
+		m1, m2 := keyed(t, "moving", 1), keyed(t, "moving", 2)
+		if err := outbox.Write(ctx, db, append(stuck, m1, m2)...); err != nil {
+			t.Fatal(err)
+		}
+		first, err := store.Claim(ctx, "r", 1, time.Minute)
+		if err != nil || len(first) != 1 || first[0].EventID != stuck[0].ID {
+			t.Fatalf("first claim = %v, %v; want the stuck key's head", ids(first), err)
+		}
+		if _, err := store.Complete(ctx, "r", []outbox.Outcome{{Seq: first[0].Seq, Err: errors.New("down"), RetryAt: clk.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []event.Event{m1, m2} {
+			got, err := store.Claim(ctx, "r", limit, time.Minute)
+			if err != nil || len(got) != 1 || got[0].EventID != want.ID {
+				t.Fatalf("claimed %v, %v; want %s of the moving key", ids(got), err, want.ID)
+			}
+			if _, err := store.Complete(ctx, "r", []outbox.Outcome{{Seq: got[0].Seq}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := store.Claim(ctx, "r", limit, time.Minute); err != nil || len(got) != 0 {
+			t.Fatalf("claimed %v, %v; want nothing while the stuck key backs off", ids(got), err)
+		}
+	})
+}
+
 // A transaction that inserts early and commits late must be neither skipped
 // (the trap of relays that read "after the last id they saw") nor delivered
 // out of order for its key.
