@@ -320,3 +320,74 @@ func TestFailingEndpointIsDisabledAndAnnounced(t *testing.T) {
 		t.Errorf("announcement = %+v; want partner, the reason, and the URL without its query", data)
 	}
 }
+
+// counter is a healthy receiver: it answers 204 and counts what it got.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	c.n.Add(1)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// A receiver that takes 30 s over every request holds back its own
+// destination only: two healthy endpoints get every event while it has not
+// yet answered once.
+func TestSlowEndpointDoesNotDelayHealthyOnes(t *testing.T) {
+	ctx := context.Background()
+	encoded, _ := webhooks.NewSecret()
+	release := make(chan struct{})
+	var slowAnswered, slowAsked atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		slowAsked.Add(1)
+		select {
+		case <-time.After(30 * time.Second):
+		case <-release:
+		}
+		slowAnswered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slow.Close)
+	var healthy [2]counter
+	cfg := testConfig(t)
+	hook := func(url string) config.Webhook {
+		h := config.Default().Webhook
+		h.URL, h.Secrets, h.AllowCIDRs, h.Timeout = url, []string{encoded}, []string{"127.0.0.0/8"}, time.Minute
+		return h
+	}
+	cfg.Destinations = []config.Destination{{Name: "slow", Adapter: "webhook", Webhook: hook(slow.URL)}}
+	for i := range healthy {
+		srv := httptest.NewServer(&healthy[i])
+		t.Cleanup(srv.Close)
+		cfg.Destinations = append(cfg.Destinations, config.Destination{
+			Name: "healthy-" + string(rune('a'+i)), Adapter: "webhook", Webhook: hook(srv.URL),
+		})
+	}
+	a, err := open(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var evs []event.Event
+	for i := range n {
+		ev, _ := event.New("io.herald.test.port.updated", "/test", map[string]int{"n": i}, event.WithPartitionKey(string(rune('A'+i%4))))
+		evs = append(evs, ev)
+	}
+	if err := outbox.WriteRouted(ctx, a.DB, cfg.Routes(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	run(t, a)
+	defer close(release) // lets the slow requests end, so shutdown does not wait for them
+
+	eventually(t, "both healthy endpoints to get every event", func() bool {
+		return healthy[0].n.Load() == n && healthy[1].n.Load() == n
+	})
+	if slowAsked.Load() == 0 {
+		t.Fatal("the slow endpoint was never asked: the test shows nothing")
+	}
+	if got := slowAnswered.Load(); got != 0 {
+		t.Fatalf("the slow endpoint answered %d requests before the healthy ones were done; want 0", got)
+	}
+	if got := a.Relays[0].Stats().Published; got != n {
+		t.Errorf("main published %d, want %d", got, n)
+	}
+}
