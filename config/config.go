@@ -7,10 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
@@ -400,10 +400,8 @@ func (c Config) validateDestinations(bad reporter) {
 			bad(prefix+"name", "%q is used by an earlier destination", d.Name)
 		}
 		seen[d.Name] = true
-		for _, t := range d.Types {
-			if _, err := path.Match(t, ""); err != nil || t == "" {
-				bad(prefix+"types", "invalid glob %q", t)
-			}
+		if err := event.ValidateTypeGlobs(d.Types); err != nil {
+			bad(prefix+"types", "%v", err)
 		}
 		d.validateAdapter(prefix, bad)
 		c.validateLease(prefix, d, bad)

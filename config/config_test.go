@@ -436,7 +436,7 @@ func TestValidate(t *testing.T) {
 			d := partnerHook()
 			d.Types = []string{"io.[x"}
 			c.Destinations = []config.Destination{d}
-		}, `destinations[0].types: invalid glob "io.[x"`},
+		}, `destinations[0].types: invalid type glob "io.[x"`},
 		{"destination block", func(c *config.Config) {
 			d := partnerHook()
 			d.Webhook.URL = ""

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 
+	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -85,10 +85,8 @@ func (g *guard) validateOne(ep Endpoint) (*endpoint, error) {
 			return nil, fmt.Errorf("secret %d: %d bytes, want %d to %d", i, len(s), webhooks.MinSecretSize, webhooks.MaxSecretSize)
 		}
 	}
-	for _, t := range ep.Types {
-		if _, err := path.Match(t, ""); err != nil || t == "" {
-			return nil, fmt.Errorf("invalid type glob %q", t)
-		}
+	if err := event.ValidateTypeGlobs(ep.Types); err != nil {
+		return nil, err
 	}
 	h := http.Header{}
 	for k, v := range ep.Headers {
@@ -117,14 +115,4 @@ func (g *guard) validateOne(ep Endpoint) (*endpoint, error) {
 }
 
 // matches reports whether the endpoint subscribes to an event type.
-func (e *endpoint) matches(eventType string) bool {
-	if len(e.Types) == 0 {
-		return true
-	}
-	for _, t := range e.Types {
-		if ok, _ := path.Match(t, eventType); ok {
-			return true
-		}
-	}
-	return false
-}
+func (e *endpoint) matches(eventType string) bool { return event.MatchType(e.Types, eventType) }

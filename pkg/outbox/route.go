@@ -2,9 +2,10 @@ package outbox
 
 import (
 	"fmt"
-	"path"
 	"regexp"
 	"slices"
+
+	"github.com/heraldhq/herald/pkg/event"
 )
 
 // MainDestination names the destination every event goes to: the adapter a
@@ -45,10 +46,8 @@ func (rs Routes) Validate() error {
 		if r.Destination == MainDestination {
 			return fmt.Errorf("route %d: destination %q receives every event already", i, MainDestination)
 		}
-		for _, t := range r.Types {
-			if _, err := path.Match(t, ""); err != nil || t == "" {
-				return fmt.Errorf("route %d (%s): invalid type glob %q", i, r.Destination, t)
-			}
+		if err := event.ValidateTypeGlobs(r.Types); err != nil {
+			return fmt.Errorf("route %d (%s): %w", i, r.Destination, err)
 		}
 	}
 	return nil
@@ -58,23 +57,11 @@ func (rs Routes) Validate() error {
 func (rs Routes) Destinations(eventType string) []string {
 	var out []string
 	for _, r := range rs {
-		if r.matches(eventType) && !slices.Contains(out, r.Destination) {
+		if event.MatchType(r.Types, eventType) && !slices.Contains(out, r.Destination) {
 			out = append(out, r.Destination)
 		}
 	}
 	return out
-}
-
-func (r Route) matches(eventType string) bool {
-	if len(r.Types) == 0 {
-		return true
-	}
-	for _, t := range r.Types {
-		if ok, _ := path.Match(t, eventType); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // A destination name goes into metric labels, log lines and the CLI, and
