@@ -58,21 +58,19 @@ func main() {
 	flag.Parse()
 	// A secret belongs in the environment (or a secret store), not on a
 	// command line that every user of the machine can read.
-	for _, s := range strings.Fields(os.Getenv("WEBHOOK_SECRET")) {
-		secret, err := webhooks.ParseSecret(s)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "webhook-consumer: WEBHOOK_SECRET: %v\n", err)
-			os.Exit(2)
-		}
-		cfg.Secrets = append(cfg.Secrets, secret)
+	secrets, err := webhooks.ParseSecrets(strings.Fields(os.Getenv("WEBHOOK_SECRET")))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webhook-consumer: WEBHOOK_SECRET: %v\n", err)
+		os.Exit(2)
 	}
+	cfg.Secrets = secrets
 	if len(cfg.Secrets) == 0 {
 		fmt.Fprintln(os.Stderr, "webhook-consumer: WEBHOOK_SECRET is required (whsec_…, the endpoint's signing secret)")
 		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg, provision.Provision)
+	err = run(ctx, cfg, provision.Provision)
 	stop()
 	if err != nil {
 		slog.Error("webhook-consumer stopped", "error", err)

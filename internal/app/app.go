@@ -366,13 +366,9 @@ func connectWebhook(name string, c config.Webhook, log *slog.Logger, onDisabled 
 	if len(encoded) == 0 {
 		return nil, fmt.Errorf("%s: holds no secret", key)
 	}
-	secrets := make([][]byte, len(encoded))
-	for i, s := range encoded {
-		b, err := webhooks.ParseSecret(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: entry %d: %w", key, i+1, err) // never the secret itself
-		}
-		secrets[i] = b
+	secrets, err := webhooks.ParseSecrets(encoded)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	opts := []webhook.Option{webhook.WithTimeout(c.Timeout), webhook.WithConcurrency(c.Concurrency),
 		webhook.WithDisableAfter(c.DisableAfter), webhook.WithLogger(log)}

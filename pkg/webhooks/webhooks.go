@@ -147,6 +147,21 @@ func ParseSecret(s string) ([]byte, error) {
 	return secret, nil
 }
 
+// ParseSecrets decodes a list of serialized secrets, such as an endpoint's
+// current and previous secret during a rotation. An error names the entry
+// by position, never by value.
+func ParseSecrets(list []string) ([][]byte, error) {
+	secrets := make([][]byte, len(list))
+	for i, s := range list {
+		b, err := ParseSecret(s)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
+		}
+		secrets[i] = b
+	}
+	return secrets, nil
+}
+
 // FormatSecret serializes a secret as "whsec_<base64>".
 func FormatSecret(secret []byte) string {
 	return SecretPrefix + base64.StdEncoding.EncodeToString(secret)

@@ -161,3 +161,17 @@ func TestParseSecret(t *testing.T) {
 		t.Errorf("FormatSecret(ParseSecret(%q)) = %q", s, got)
 	}
 }
+
+func TestParseSecretsNamesTheEntryNotTheSecret(t *testing.T) {
+	current, _ := webhooks.NewSecret()
+	previous, _ := webhooks.NewSecret()
+	got, err := webhooks.ParseSecrets([]string{current, previous})
+	if err != nil || len(got) != 2 || webhooks.FormatSecret(got[1]) != previous {
+		t.Fatalf("ParseSecrets = %d secrets, %v; want both, in order", len(got), err)
+	}
+	const leaked = "whsec_c2hvcnQ="
+	_, err = webhooks.ParseSecrets([]string{current, leaked})
+	if !errors.Is(err, webhooks.ErrInvalidSecret) || !strings.HasPrefix(err.Error(), "entry 2: ") || strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Errorf("err = %v; want ErrInvalidSecret for entry 2, without the secret", err)
+	}
+}
