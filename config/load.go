@@ -72,27 +72,38 @@ func applyFile(cfg *Config, path string) error {
 	}
 	byKey, sections := index()
 	var errs []error
-	for _, key := range k.Keys() {
-		raw := k.Get(key)
+	for _, err := range applyKeys(reflect.ValueOf(cfg).Elem(), "", k.All(), byKey, sections) {
+		errs = append(errs, fmt.Errorf("config %s: %w", path, err))
+	}
+	return errors.Join(errs...)
+}
+
+// applyKeys sets root's settings from flat, a config file's mapping with
+// dotted keys, in key order. prefix goes before every key in errors
+// ("destinations[0]."), which name each key that is unknown or has a bad
+// value.
+func applyKeys(root reflect.Value, prefix string, flat map[string]any, byKey map[string]setting, sections map[string]bool) []error {
+	var errs []error
+	for _, key := range slices.Sorted(mapkeys.Keys(flat)) {
+		raw := flat[key]
 		s, known := byKey[key]
 		switch {
 		case known && raw == nil:
 			// "batch_size:" with no value leaves the default in place.
 		case known:
-			if err := s.set(cfg, raw); err != nil {
-				errs = append(errs, fmt.Errorf("config %s: %w", path, err))
+			if err := s.setIn(root, prefix, raw); err != nil {
+				errs = append(errs, err)
 			}
 		case sections[key]:
 			// A section whose settings are all commented out is empty or null.
 			if m, isMap := raw.(map[string]any); raw != nil && (!isMap || len(m) > 0) {
-				errs = append(errs, fmt.Errorf("config %s: %w", path,
-					&FieldError{Key: key, Reason: fmt.Sprintf("must be a mapping of settings (got %s)", describe(raw))}))
+				errs = append(errs, &FieldError{Key: prefix + key, Reason: fmt.Sprintf("must be a mapping of settings (got %s)", describe(raw))})
 			}
 		default:
-			errs = append(errs, &invalidError{msg: fmt.Sprintf("config %s: unknown key %q", path, key)})
+			errs = append(errs, &invalidError{msg: fmt.Sprintf("unknown key %q", prefix+key)})
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func applyEnv(cfg *Config, environ []string) error {
@@ -247,20 +258,7 @@ func decodeList(raw any, t reflect.Type, key string) (reflect.Value, error) {
 		elem := reflect.New(t.Elem()).Elem()
 		elem.Set(elementDefault(t.Elem()))
 		flat, _ := maps.Flatten(m, nil, ".")
-		for _, key := range slices.Sorted(mapkeys.Keys(flat)) {
-			value := flat[key]
-			st, known := byKey[key]
-			switch {
-			case known && value == nil:
-			case known:
-				if err := st.setIn(elem, prefix, value); err != nil {
-					errs = append(errs, err)
-				}
-			case sections[key] && (value == nil || isEmptyMap(value)):
-			default:
-				errs = append(errs, &invalidError{msg: fmt.Sprintf("unknown key %q", prefix+key)})
-			}
-		}
+		errs = append(errs, applyKeys(elem, prefix, flat, byKey, sections)...)
 		out = reflect.Append(out, elem)
 	}
 	return out, errors.Join(errs...)
@@ -272,13 +270,6 @@ func elementDefault(t reflect.Type) reflect.Value {
 		return reflect.ValueOf(defaultDestination())
 	}
 	return reflect.Zero(t)
-}
-
-// isEmptyMap reports an empty mapping: a section whose settings are all
-// commented out.
-func isEmptyMap(v any) bool {
-	m, ok := v.(map[string]any)
-	return ok && len(m) == 0
 }
 
 // decode converts raw, a value from the YAML parser or an environment
