@@ -102,24 +102,32 @@ func (m *Metrics) Enriched(res enricher.Result) {
 // ("main", or a route's destination), whose figures carry it as the
 // destination label.
 func (m *Metrics) Relay(destination string) producer.Observer {
-	return relayObserver{m: m, dest: destination}
+	// The series labelled by destination alone are looked up once here,
+	// not once per event on the relay's path.
+	return relayObserver{
+		m: m, dest: destination,
+		publishTime: m.publishTime.WithLabelValues(destination),
+		commitToAck: m.commitToAck.WithLabelValues(destination),
+		reclaimed:   m.reclaimed.WithLabelValues(destination),
+		leaseLost:   m.leaseLost.WithLabelValues(destination),
+	}
 }
 
 type relayObserver struct {
-	m    *Metrics
-	dest string
+	m                        *Metrics
+	dest                     string
+	publishTime, commitToAck prometheus.Observer
+	reclaimed, leaseLost     prometheus.Counter
 }
 
-func (o relayObserver) Published(_ int, took time.Duration) {
-	o.m.publishTime.WithLabelValues(o.dest).Observe(took.Seconds())
-}
+func (o relayObserver) Published(_ int, took time.Duration) { o.publishTime.Observe(took.Seconds()) }
 
 func (o relayObserver) Delivered(eventType string, sinceCommit time.Duration, duplicate bool) {
 	o.m.published.WithLabelValues(o.dest, eventType).Inc()
 	if duplicate {
 		o.m.duplicates.WithLabelValues(o.dest, eventType).Inc()
 	}
-	o.m.commitToAck.WithLabelValues(o.dest).Observe(sinceCommit.Seconds())
+	o.commitToAck.Observe(sinceCommit.Seconds())
 }
 
 func (o relayObserver) Failed(eventType string) { o.m.failed.WithLabelValues(o.dest, eventType).Inc() }
@@ -128,9 +136,9 @@ func (o relayObserver) DeadLettered(eventType string) {
 	o.m.deadLettered.WithLabelValues(o.dest, eventType).Inc()
 }
 
-func (o relayObserver) Reclaimed(n int) { o.m.reclaimed.WithLabelValues(o.dest).Add(float64(n)) }
+func (o relayObserver) Reclaimed(n int) { o.reclaimed.Add(float64(n)) }
 
-func (o relayObserver) LeaseLost(n int) { o.m.leaseLost.WithLabelValues(o.dest).Add(float64(n)) }
+func (o relayObserver) LeaseLost(n int) { o.leaseLost.Add(float64(n)) }
 
 // outboxCollector reads the outbox's backlog when Prometheus scrapes, so the
 // figures are never staler than the scrape.
