@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,7 @@ type settings struct {
 	maxAttempts     int
 	backoffMin      time.Duration
 	backoffMax      time.Duration
+	retrySchedule   []time.Duration // when set, replaces backoffMin/backoffMax
 	shutdownTimeout time.Duration
 	retention       time.Duration
 	pruneEvery      time.Duration
@@ -110,6 +112,26 @@ func WithBackoff(minDelay, maxDelay time.Duration) Option {
 	return func(s *settings) { s.backoffMin, s.backoffMax = minDelay, maxDelay }
 }
 
+// WithRetrySchedule makes failed attempt n wait delays[n-1] before the next
+// one, the last delay repeating once attempts outrun the schedule, in place
+// of WithBackoff's doubling. An empty schedule is ignored.
+//
+// Webhook receivers are promised a documented schedule (e.g. 5s, 30s, 2m,
+// 10m, 30m, 1h, 3h, 6h) and size their downtime tolerance by it, so the
+// relay must keep to it. Each delay gets a random 0–20% on top, never less:
+// retries after an outage spread out, yet none arrives before the promised
+// time. A longer Retry-After from the destination still wins.
+// WithMaxAttempts still decides when to give up: set it to len(delays)+1 to
+// dead-letter an event once the schedule runs out.
+func WithRetrySchedule(delays ...time.Duration) Option {
+	delays = slices.Clone(delays) // now: the caller may reuse its slice before New runs
+	return func(s *settings) {
+		if len(delays) > 0 {
+			s.retrySchedule = delays
+		}
+	}
+}
+
 // WithShutdownTimeout bounds how long Run waits for in-flight acks after its
 // context is cancelled (default 30s).
 func WithShutdownTimeout(d time.Duration) Option { return func(s *settings) { s.shutdownTimeout = d } }
@@ -142,6 +164,13 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } 
 
 // New returns a relay that publishes store's rows through pub.
 func New(store *outbox.Store, pub adapters.Publisher, opts ...Option) *Relay {
+	cfg := configure(opts)
+	cfg.log = cfg.log.With("relay", cfg.name, "destination", store.Destination())
+	return &Relay{store: store, pub: pub, cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+// configure applies opts over the defaults.
+func configure(opts []Option) settings {
 	cfg := settings{
 		batchSize:       100,
 		pollInterval:    500 * time.Millisecond,
@@ -160,8 +189,7 @@ func New(store *outbox.Store, pub adapters.Publisher, opts ...Option) *Relay {
 	if cfg.name == "" {
 		cfg.name = defaultName()
 	}
-	cfg.log = cfg.log.With("relay", cfg.name, "destination", store.Destination())
-	return &Relay{store: store, pub: pub, cfg: cfg, wake: make(chan struct{}, 1)}
+	return cfg
 }
 
 func defaultName() string {
@@ -488,7 +516,11 @@ func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, n
 
 // backoff is min·2^(attempt-1) capped at max, with "equal jitter": half fixed,
 // half random, so retries after an outage spread out but never come early.
+// A retry schedule replaces it.
 func (r *Relay) backoff(attempt int) time.Duration {
+	if len(r.cfg.retrySchedule) > 0 {
+		return scheduledDelay(r.cfg.retrySchedule, attempt)
+	}
 	d := r.cfg.backoffMin
 	for i := 1; i < attempt && d < r.cfg.backoffMax; i++ {
 		d *= 2
@@ -499,6 +531,17 @@ func (r *Relay) backoff(attempt int) time.Duration {
 		return d
 	}
 	return half + mrand.N(half+1)
+}
+
+// scheduledDelay is the schedule's delay for attempt plus up to 20% jitter.
+// Unlike backoff's equal jitter it only ever adds: the schedule is a promise
+// of the earliest retry.
+func scheduledDelay(schedule []time.Duration, attempt int) time.Duration {
+	d := schedule[min(max(attempt, 1), len(schedule))-1]
+	if extra := d / 5; extra > 0 {
+		return d + mrand.N(extra+1)
+	}
+	return d
 }
 
 func (r *Relay) release(ctx context.Context, rows []outbox.Row) error {
