@@ -43,6 +43,7 @@ type config struct {
 	tlsConfig    *tls.Config
 	logger       *slog.Logger
 	onDisabled   func(endpoint string, reason error)
+	onAttempt    func(Attempt)
 	disableAfter time.Duration
 	now          func() time.Time
 }
@@ -188,6 +189,44 @@ func WithOnDisabled(fn func(endpoint string, reason error)) Option {
 			return errors.New("WithOnDisabled: func is nil")
 		}
 		c.onDisabled = fn
+		return nil
+	}
+}
+
+// Attempt is one HTTP request that tried to deliver one event to one
+// endpoint, as reported to WithAttemptObserver. It holds no secrets, headers
+// or URL: the endpoint is named, not addressed.
+type Attempt struct {
+	// Endpoint is the endpoint's name.
+	Endpoint string
+	// EventID is the event's id, also sent as webhook-id.
+	EventID string
+	// StatusCode is the HTTP status received, 0 when there was no response
+	// (refused, timed out, blocked by the SSRF guard…).
+	StatusCode int
+	// Err is nil when the endpoint answered 2xx; otherwise the
+	// *EndpointError the attempt reports, the same the Result carries.
+	Err error
+	// Duration runs from sending the request to reading the response.
+	Duration time.Duration
+	// At is when the attempt started; its webhook-timestamp header carries
+	// the same time, in whole seconds.
+	At time.Time
+}
+
+// WithAttemptObserver sets a function called after every HTTP attempt,
+// delivered or not, e.g. to count attempts per endpoint or keep a delivery
+// log receivers can be shown. Publish's results only say whether each event
+// reached every endpoint; this says what each endpoint did. It is called
+// from the goroutine that made the attempt, so concurrently, for several
+// endpoints and events at once, and before Publish returns: it must be safe
+// for concurrent use and cheap, since a slow one holds back deliveries.
+func WithAttemptObserver(fn func(Attempt)) Option {
+	return func(c *config) error {
+		if fn == nil {
+			return errors.New("WithAttemptObserver: func is nil")
+		}
+		c.onAttempt = fn
 		return nil
 	}
 }

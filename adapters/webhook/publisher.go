@@ -333,7 +333,9 @@ func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Mess
 	resp, err := p.client.Do(req)
 	if err != nil {
 		e := p.requestError(ctx, ep, err)
-		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "err", e.Err, "duration", time.Since(start))
+		took := time.Since(start)
+		p.observe(ep, msg, ts, took, 0, e)
+		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "err", e.Err, "duration", took)
 		return e
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -342,13 +344,27 @@ func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Mess
 	var head bytes.Buffer
 	_, _ = io.Copy(&head, io.LimitReader(resp.Body, errorBodyLimit))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, ResponseReadLimit-errorBodyLimit))
+	took := time.Since(start)
 	e := classify(ep.Name, resp, head.Bytes(), p.cfg.now())
+	p.observe(ep, msg, ts, took, resp.StatusCode, e)
 	if e != nil {
-		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "err", e.Err, "duration", time.Since(start))
+		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "err", e.Err, "duration", took)
 		return e
 	}
-	p.log.Debug("webhook: delivered", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "duration", time.Since(start))
+	p.log.Debug("webhook: delivered", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "duration", took)
 	return nil
+}
+
+// observe reports one attempt to the WithAttemptObserver func, if any.
+func (p *Publisher) observe(ep *endpoint, msg adapters.Message, at time.Time, took time.Duration, status int, e *EndpointError) {
+	if p.cfg.onAttempt == nil {
+		return
+	}
+	a := Attempt{Endpoint: ep.Name, EventID: msg.ID, StatusCode: status, Duration: took, At: at}
+	if e != nil {
+		a.Err = e // only when set: a nil *EndpointError would be a non-nil error
+	}
+	p.cfg.onAttempt(a)
 }
 
 // requestError describes a request that got no response.

@@ -1,7 +1,8 @@
 // Package metrics exposes a running Herald to Prometheus: what each relay
-// does (a producer.Observer per destination), what the outbox holds (read
-// at scrape time),
-// and the /healthz and /readyz endpoints an orchestrator probes.
+// does (a producer.Observer per destination), how webhook endpoints answer
+// (an attempt observer per destination), what the outbox holds (read at
+// scrape time), and the /healthz and /readyz endpoints an orchestrator
+// probes.
 package metrics
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
@@ -37,6 +39,9 @@ type Metrics struct {
 
 	auditRecords *prometheus.CounterVec
 	enrichLag    *prometheus.HistogramVec
+
+	webhookAttempts    *prometheus.CounterVec
+	webhookAttemptTime *prometheus.HistogramVec
 }
 
 // New creates the metrics of a Herald process over store; its relays
@@ -81,8 +86,18 @@ func New(store *outbox.Store) *Metrics {
 			Help:    "Time from an audit record's created_on (its transaction's start) to its events' commit into the outbox.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 18),
 		}, []string{"source"}),
+		webhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_webhook_attempts_total",
+			Help: "HTTP attempts to deliver an event to a webhook endpoint, by outcome: delivered (2xx), failed (any other status) or no_response.",
+		}, []string{"destination", "outcome"}),
+		webhookAttemptTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_webhook_attempt_seconds",
+			Help:    "Time for one webhook attempt, from sending the request to reading the response.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, dest),
 	}
 	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.leaseLost, m.auditRecords, m.enrichLag,
+		m.webhookAttempts, m.webhookAttemptTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		outboxCollector{store: store})
 	return m
@@ -139,6 +154,30 @@ func (o relayObserver) DeadLettered(eventType string) {
 func (o relayObserver) Reclaimed(n int) { o.reclaimed.Add(float64(n)) }
 
 func (o relayObserver) LeaseLost(n int) { o.leaseLost.Add(float64(n)) }
+
+// WebhookAttempts returns the observer of the webhook publisher serving one
+// outbox destination, for webhook.WithAttemptObserver. Attempts are counted
+// apart from events: one event may take many attempts, and receivers are
+// judged by how their attempts fare.
+func (m *Metrics) WebhookAttempts(destination string) func(webhook.Attempt) {
+	// Every series is looked up once here, not once per attempt; the
+	// returned func is called concurrently, which prometheus series allow.
+	delivered := m.webhookAttempts.WithLabelValues(destination, "delivered")
+	failed := m.webhookAttempts.WithLabelValues(destination, "failed")
+	noResponse := m.webhookAttempts.WithLabelValues(destination, "no_response")
+	took := m.webhookAttemptTime.WithLabelValues(destination)
+	return func(a webhook.Attempt) {
+		switch {
+		case a.StatusCode == 0:
+			noResponse.Inc()
+		case a.Err == nil:
+			delivered.Inc()
+		default:
+			failed.Inc()
+		}
+		took.Observe(a.Duration.Seconds())
+	}
+}
 
 // outboxCollector reads the outbox's backlog when Prometheus scrapes, so the
 // figures are never staler than the scrape.
