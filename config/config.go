@@ -35,6 +35,49 @@ type Config struct {
 	// Destinations are where events go besides the main adapter, each with
 	// its own relay, retries and dead letters. Only in the config file.
 	Destinations []Destination `koanf:"destinations"`
+	// Subscriptions configures how the webhook endpoints registered at
+	// runtime (herald webhooks, /v1/webhooks) are delivered to.
+	Subscriptions Subscriptions `koanf:"subscriptions"`
+}
+
+// Subscriptions configures the delivery of the webhook endpoints stored in
+// the database. The endpoints themselves (URL, types, secrets, headers)
+// are managed with `herald webhooks` or the admin API; what may be reached,
+// and how hard to try, stays the operator's, here.
+type Subscriptions struct {
+	// RefreshInterval is how often serve, and the enricher writing events,
+	// read the stored endpoints again. A change made through this
+	// process's admin API applies at once.
+	RefreshInterval time.Duration `koanf:"refresh_interval"`
+	// Timeout bounds one request, from dial to the end of the response.
+	Timeout time.Duration `koanf:"timeout"`
+	// Concurrency is the most requests in flight to one endpoint; events
+	// of one partition key still go one at a time, in order.
+	Concurrency int `koanf:"concurrency"`
+	// RetrySchedule is the wait after each failed attempt, with up to 20%
+	// added at random so that retries after an outage spread out; an
+	// event still failing after the last is a dead letter. A receiver's
+	// Retry-After wins when longer.
+	RetrySchedule []time.Duration `koanf:"retry_schedule"`
+	// DisableAfter disables an endpoint once every delivery has failed for
+	// this long; 0 never does (a 410 Gone always does).
+	DisableAfter time.Duration `koanf:"disable_after"`
+	// SecretGrace is how long a rotated-out secret keeps signing beside
+	// the new one, unless the rotation says otherwise.
+	SecretGrace time.Duration `koanf:"secret_grace"`
+	// AllowCIDRs and AllowHTTPHosts are the SSRF guard's allowlist for
+	// every stored endpoint, as for webhook.allow_cidrs and
+	// webhook.allow_http_hosts. Only this file sets them: the admin API
+	// cannot widen what Herald may reach.
+	AllowCIDRs     []string `koanf:"allow_cidrs"`
+	AllowHTTPHosts []string `koanf:"allow_http_hosts"`
+}
+
+// DefaultRetrySchedule is subscriptions.retry_schedule's default: nine
+// attempts over about 10h45m.
+func DefaultRetrySchedule() []time.Duration {
+	return []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+		30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour}
 }
 
 // Destination is one route of the route table: the events whose type
@@ -131,6 +174,10 @@ type HTTP struct {
 	// records) and is the bearer token it requires; pass it as
 	// HERALD_HTTP_INGEST_TOKEN. Empty: no ingest endpoint.
 	IngestToken string `koanf:"ingest_token"`
+	// AdminToken turns on the admin API under /v1/webhooks (manage webhook
+	// endpoints at runtime) and is the bearer token it requires; pass it
+	// as HERALD_HTTP_ADMIN_TOKEN. Empty: no admin API.
+	AdminToken string `koanf:"admin_token"`
 }
 
 // Enricher configures how audit records become events.
@@ -276,6 +323,14 @@ func Default() Config {
 		Tracing:    Tracing{Exporter: "none", SampleRatio: 1},
 		ServiceBus: ServiceBus{Binding: "structured"},
 		Webhook:    defaultWebhook(),
+		Subscriptions: Subscriptions{
+			RefreshInterval: 5 * time.Second,
+			Timeout:         15 * time.Second,
+			Concurrency:     4,
+			RetrySchedule:   DefaultRetrySchedule(),
+			DisableAfter:    24 * time.Hour,
+			SecretGrace:     24 * time.Hour,
+		},
 	}
 }
 
@@ -350,9 +405,18 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "must be host:port or :port (got %q)", c.HTTP.Listen)
 		}
-	} else if c.HTTP.IngestToken != "" {
-		bad("http.listen", "required when http.ingest_token is set (the ingest endpoint needs a listener)")
+	} else {
+		if c.HTTP.IngestToken != "" {
+			bad("http.listen", "required when http.ingest_token is set (the ingest endpoint needs a listener)")
+		}
+		if c.HTTP.AdminToken != "" {
+			bad("http.listen", "required when http.admin_token is set (the admin API needs a listener)")
+		}
 	}
+	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
+		bad("http.admin_token", "must be at least 16 characters (got %d)", len(t))
+	}
+	c.Subscriptions.validate(bad)
 	return errors.Join(errs...)
 }
 
@@ -595,10 +659,37 @@ func (w Webhook) validate(bad reporter) {
 	if w.DisableAfter < 0 {
 		bad("webhook.disable_after", "must not be negative (got %s)", w.DisableAfter)
 	}
-	for _, c := range w.AllowCIDRs {
+	validateCIDRs(bad, "webhook.allow_cidrs", w.AllowCIDRs)
+}
+
+func (s Subscriptions) validate(bad reporter) {
+	positive(bad, "subscriptions.refresh_interval", s.RefreshInterval)
+	positive(bad, "subscriptions.timeout", s.Timeout)
+	if s.Concurrency < 1 {
+		bad("subscriptions.concurrency", "must be at least 1 (got %d)", s.Concurrency)
+	}
+	if len(s.RetrySchedule) == 0 {
+		bad("subscriptions.retry_schedule", "needs at least one delay")
+	}
+	for i, d := range s.RetrySchedule {
+		if d <= 0 {
+			bad("subscriptions.retry_schedule", "entry %d must be positive (got %s)", i+1, d)
+		}
+	}
+	if s.DisableAfter < 0 {
+		bad("subscriptions.disable_after", "must not be negative (got %s)", s.DisableAfter)
+	}
+	if s.SecretGrace < 0 {
+		bad("subscriptions.secret_grace", "must not be negative (got %s)", s.SecretGrace)
+	}
+	validateCIDRs(bad, "subscriptions.allow_cidrs", s.AllowCIDRs)
+}
+
+func validateCIDRs(bad reporter, key string, cidrs []string) {
+	for _, c := range cidrs {
 		if _, err := netip.ParsePrefix(c); err != nil {
 			if _, err := netip.ParseAddr(c); err != nil {
-				bad("webhook.allow_cidrs", "%q is neither a CIDR nor an IP address", c)
+				bad(key, "%q is neither a CIDR nor an IP address", c)
 			}
 		}
 	}

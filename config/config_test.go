@@ -190,6 +190,56 @@ log:
 			},
 		},
 		{
+			name: "subscriptions and the admin token from the file",
+			yaml: `
+http:
+  listen: ":9090"
+  admin_token: 0123456789abcdef
+subscriptions:
+  refresh_interval: 1s
+  timeout: 3s
+  concurrency: 8
+  retry_schedule: [1s, 2m, 1h30m]
+  disable_after: 0s
+  secret_grace: 10m
+  allow_cidrs: [10.0.0.0/8, 192.168.1.7]
+  allow_http_hosts: [hooks.internal]
+`,
+			want: func(c *config.Config) {
+				c.HTTP.Listen, c.HTTP.AdminToken = ":9090", "0123456789abcdef"
+				c.Subscriptions = config.Subscriptions{RefreshInterval: time.Second, Timeout: 3 * time.Second, Concurrency: 8,
+					RetrySchedule: []time.Duration{time.Second, 2 * time.Minute, 90 * time.Minute},
+					SecretGrace:   10 * time.Minute, AllowCIDRs: []string{"10.0.0.0/8", "192.168.1.7"},
+					AllowHTTPHosts: []string{"hooks.internal"}}
+			},
+		},
+		{
+			name: "subscriptions and the admin token from env",
+			yaml: "-",
+			env: []string{
+				"HERALD_SUBSCRIPTIONS_RETRY_SCHEDULE=1s, 2m",
+				"HERALD_SUBSCRIPTIONS_ALLOW_HTTP_HOSTS=a.internal, b.internal",
+				"HERALD_HTTP_LISTEN=:9090",
+				"HERALD_HTTP_ADMIN_TOKEN=an-admin-token-from-a-secret",
+			},
+			want: func(c *config.Config) {
+				c.Subscriptions.RetrySchedule = []time.Duration{time.Second, 2 * time.Minute}
+				c.Subscriptions.AllowHTTPHosts = []string{"a.internal", "b.internal"}
+				c.HTTP.Listen, c.HTTP.AdminToken = ":9090", "an-admin-token-from-a-secret"
+			},
+		},
+		{
+			name: "env retry schedule replaces the file's",
+			yaml: "subscriptions:\n  retry_schedule: [1s, 2s, 3s]\n",
+			env:  []string{"HERALD_SUBSCRIPTIONS_RETRY_SCHEDULE=1m"},
+			want: func(c *config.Config) { c.Subscriptions.RetrySchedule = []time.Duration{time.Minute} },
+		},
+		{
+			name: "retry schedule without a value keeps the default",
+			yaml: "subscriptions:\n  retry_schedule:\n",
+			want: func(*config.Config) {},
+		},
+		{
 			name: "allowlisted and foreign variables are ignored",
 			yaml: "-",
 			env: []string{
@@ -308,7 +358,49 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:    "wrong type for string and list",
 			yaml:    "database:\n  dsn: 42\nnats:\n  stream_subjects: [a.>, 7]\n",
-			want:    []string{`config {path}: database.dsn: cannot parse 42 as a string`, `config {path}: nats.stream_subjects: cannot parse [a.> 7] as a list of strings`},
+			want:    []string{`config {path}: database.dsn: cannot parse 42 as a string`, `config {path}: nats.stream_subjects: entry 2: cannot parse 7 as a string`},
+			invalid: true,
+		},
+		{
+			name:    "bad retry schedule entry in file",
+			yaml:    "subscriptions:\n  retry_schedule: [5s, 5 parsecs]\n",
+			want:    []string{`config {path}: subscriptions.retry_schedule: entry 2: cannot parse "5 parsecs" as a duration`},
+			invalid: true,
+		},
+		{
+			// YAML reads 5 as a number, which no list entry may be: the
+			// message shows the list, as for a list of strings.
+			name:    "retry schedule entry without unit in file",
+			yaml:    "subscriptions:\n  retry_schedule: [5s, 5]\n",
+			want:    []string{`config {path}: subscriptions.retry_schedule: entry 2: cannot parse 5 as a duration: give a unit`},
+			invalid: true,
+		},
+		{
+			name:    "retry schedule entry without unit in env",
+			yaml:    "-",
+			env:     []string{"HERALD_SUBSCRIPTIONS_RETRY_SCHEDULE=1s, 5"},
+			want:    []string{`env HERALD_SUBSCRIPTIONS_RETRY_SCHEDULE: subscriptions.retry_schedule: entry 2: cannot parse "5" as a duration`},
+			invalid: true,
+		},
+		{
+			name: "retry schedule entries that are not positive",
+			yaml: "subscriptions:\n  retry_schedule: [1s, -5s, 0s]\n",
+			want: []string{"subscriptions.retry_schedule: entry 2 must be positive (got -5s)",
+				"subscriptions.retry_schedule: entry 3 must be positive (got 0s)"},
+			invalid: true,
+		},
+		{
+			name:    "admin token without a listener",
+			yaml:    "-",
+			env:     []string{"HERALD_HTTP_ADMIN_TOKEN=0123456789abcdef"},
+			want:    []string{"http.listen: required when http.admin_token is set (the admin API needs a listener)"},
+			invalid: true,
+		},
+		{
+			name:    "short admin token",
+			yaml:    "http:\n  listen: \":9090\"\n",
+			env:     []string{"HERALD_HTTP_ADMIN_TOKEN=tooshort"},
+			want:    []string{"http.admin_token: must be at least 16 characters (got 8)"},
 			invalid: true,
 		},
 		{
@@ -392,6 +484,27 @@ func TestValidate(t *testing.T) {
 		{"embedded nats with auth", func(c *config.Config) { c.NATS.Token = "t" }, `nats.url: the embedded server takes no authentication or TLS settings`},
 		{"ingest without listener", func(c *config.Config) { c.HTTP.IngestToken = "t" }, `http.listen: required when http.ingest_token is set (the ingest endpoint needs a listener)`},
 		{"http listen", func(c *config.Config) { c.HTTP.Listen = "9090" }, `http.listen: must be host:port or :port (got "9090")`},
+		{"admin without listener", func(c *config.Config) { c.HTTP.AdminToken = "0123456789abcdef" },
+			`http.listen: required when http.admin_token is set (the admin API needs a listener)`},
+		// The message gives the length only: the token is a secret.
+		{"admin token short", func(c *config.Config) { c.HTTP.Listen, c.HTTP.AdminToken = ":9090", "0123456789abcde" },
+			`http.admin_token: must be at least 16 characters (got 15)`},
+		{"subscriptions refresh interval", func(c *config.Config) { c.Subscriptions.RefreshInterval = 0 },
+			`subscriptions.refresh_interval: must be greater than 0 (got 0s)`},
+		{"subscriptions timeout", func(c *config.Config) { c.Subscriptions.Timeout = -time.Second },
+			`subscriptions.timeout: must be greater than 0 (got -1s)`},
+		{"subscriptions concurrency", func(c *config.Config) { c.Subscriptions.Concurrency = 0 },
+			`subscriptions.concurrency: must be at least 1 (got 0)`},
+		{"subscriptions retry schedule empty", func(c *config.Config) { c.Subscriptions.RetrySchedule = nil },
+			`subscriptions.retry_schedule: needs at least one delay`},
+		{"subscriptions retry schedule entry", func(c *config.Config) { c.Subscriptions.RetrySchedule = []time.Duration{time.Second, 0} },
+			`subscriptions.retry_schedule: entry 2 must be positive (got 0s)`},
+		{"subscriptions disable after", func(c *config.Config) { c.Subscriptions.DisableAfter = -time.Hour },
+			`subscriptions.disable_after: must not be negative (got -1h0m0s)`},
+		{"subscriptions secret grace", func(c *config.Config) { c.Subscriptions.SecretGrace = -time.Minute },
+			`subscriptions.secret_grace: must not be negative (got -1m0s)`},
+		{"subscriptions cidr", func(c *config.Config) { c.Subscriptions.AllowCIDRs = []string{"10.0.0.0/8", "10.0.0.0/33"} },
+			`subscriptions.allow_cidrs: "10.0.0.0/33" is neither a CIDR nor an IP address`},
 		{"tracing exporter", func(c *config.Config) { c.Tracing.Exporter = "jaeger" }, `tracing.exporter: must be none or otlp (got "jaeger")`},
 		{"tracing endpoint", func(c *config.Config) { c.Tracing.Endpoint = "collector:4318" }, `tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "collector:4318")`},
 		{"tracing sample ratio", func(c *config.Config) { c.Tracing.SampleRatio = 1.5 }, `tracing.sample_ratio: must be between 0 and 1 (got 1.5)`},
@@ -500,6 +613,46 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %v does not wrap ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestLoadEmptyRetrySchedule: "[]" in the file, and an empty variable,
+// mean unset for every list (decode says so), so they keep the default
+// schedule rather than failing validation for having no delay.
+func TestLoadEmptyRetrySchedule(t *testing.T) {
+	for name, load := range map[string]func() (config.Config, error){
+		"file": func() (config.Config, error) {
+			return config.Load(writeFile(t, "subscriptions:\n  retry_schedule: []\n"), nil)
+		},
+		"env": func() (config.Config, error) {
+			return config.Load("", []string{"HERALD_SUBSCRIPTIONS_RETRY_SCHEDULE="})
+		},
+	} {
+		cfg, err := load()
+		if err != nil {
+			t.Errorf("%s: Load() = %v, want the default schedule", name, err)
+			continue
+		}
+		if !slices.Equal(cfg.Subscriptions.RetrySchedule, config.DefaultRetrySchedule()) {
+			t.Errorf("%s: retry_schedule = %v, want the default %v", name, cfg.Subscriptions.RetrySchedule, config.DefaultRetrySchedule())
+		}
+	}
+}
+
+// TestDefaultRetrySchedule holds the default to what its documentation
+// promises, and to a fresh slice per call, since Default() hands it out.
+func TestDefaultRetrySchedule(t *testing.T) {
+	s := config.DefaultRetrySchedule()
+	var total time.Duration
+	for _, d := range s {
+		total += d
+	}
+	if len(s)+1 != 9 || total < 10*time.Hour+30*time.Minute || total > 11*time.Hour {
+		t.Errorf("DefaultRetrySchedule() = %v: %d attempts over %s, want nine over about 10h45m", s, len(s)+1, total)
+	}
+	s[0] = time.Hour
+	if config.DefaultRetrySchedule()[0] == time.Hour || config.Default().Subscriptions.RetrySchedule[0] == time.Hour {
+		t.Error("DefaultRetrySchedule() returns a shared slice")
 	}
 }
 

@@ -231,6 +231,9 @@ func (s setting) setIn(root reflect.Value, prefix string, raw any) error {
 	if err != nil {
 		return &FieldError{Key: prefix + s.key, Reason: err.Error()}
 	}
+	if v.Kind() == reflect.Slice && v.Len() == 0 {
+		return nil // "[]" is the same as unset: the default stays
+	}
 	root.FieldByIndex(s.index).Set(v)
 	return nil
 }
@@ -325,33 +328,38 @@ func decode(raw any, t reflect.Type) (reflect.Value, error) {
 			}
 		}
 	case reflect.Slice:
-		if t.Elem().Kind() != reflect.String {
+		// Lists of strings or durations: each element decoded as a
+		// setting of that type would be.
+		elem := t.Elem()
+		if elem.Kind() != reflect.String && elem != reflect.TypeFor[time.Duration]() {
 			break
 		}
+		var items []any
 		switch v := raw.(type) {
 		case string: // from the environment: comma-separated
 			if strings.TrimSpace(v) == "" {
 				return reflect.Zero(t), nil
 			}
-			parts := strings.Split(v, ",")
-			for i := range parts {
-				parts[i] = strings.TrimSpace(parts[i])
+			for _, p := range strings.Split(v, ",") {
+				items = append(items, strings.TrimSpace(p))
 			}
-			return reflect.ValueOf(parts), nil
 		case []any:
-			if len(v) == 0 {
-				return reflect.Zero(t), nil // "[]" is the same as unset
-			}
-			out := make([]string, len(v))
-			for i, e := range v {
-				s, ok := e.(string)
-				if !ok {
-					return bad()
-				}
-				out[i] = s
-			}
-			return reflect.ValueOf(out), nil
+			items = v
+		default:
+			return bad()
 		}
+		if len(items) == 0 {
+			return reflect.Zero(t), nil // "[]" is the same as unset
+		}
+		out := reflect.MakeSlice(t, len(items), len(items))
+		for i, item := range items {
+			ev, err := decode(item, elem)
+			if err != nil {
+				return reflect.Value{}, fmt.Errorf("entry %d: %w", i+1, err)
+			}
+			out.Index(i).Set(ev)
+		}
+		return out, nil
 	}
 	return bad()
 }
@@ -368,6 +376,9 @@ func typeName(t reflect.Type) string {
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Struct {
 			return "a list of mappings"
+		}
+		if t.Elem() == reflect.TypeFor[time.Duration]() {
+			return "a list of durations"
 		}
 		return "a list of strings"
 	case reflect.String:

@@ -63,6 +63,7 @@ type enrichSetup struct {
 	db, portal *gorm.DB // portal is nil when it is the outbox's database
 	enricher   *enricher.Enricher
 	opts       []enricher.SourceOption
+	routing    *app.Routing
 	close      func()
 }
 
@@ -72,16 +73,16 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		return nil, err
 	}
 	log := e.logger(cfg.Log)
-	eopts, err := app.EnricherOptions(cfg, f.rules)
-	if err != nil {
+	// The rules are checked before the database is opened, so that a bad
+	// rules file is a usage error whatever the database's state.
+	if _, err := app.EnricherOptions(cfg, f.rules, nil); err != nil {
 		return nil, usageError{err}
 	}
-	eopts = append(eopts, enricher.WithLogger(log))
 	db, err := app.OpenDB(cfg.Database)
 	if err != nil {
 		return nil, err
 	}
-	s := &enrichSetup{db: db, enricher: enricher.New(eopts...), opts: []enricher.SourceOption{enricher.WithSourceLogger(log)}}
+	s := &enrichSetup{db: db, opts: []enricher.SourceOption{enricher.WithSourceLogger(log)}}
 	s.close = func() { closeGorm(s.db); closeGorm(s.portal) }
 	cur, latest, err := outbox.SchemaVersion(ctx, db)
 	switch {
@@ -92,6 +93,18 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		s.close()
 		return nil, fmt.Errorf("%w: database at version %d, this binary needs %d: run `herald migrate`", app.ErrSchemaOutdated, cur, latest)
 	}
+	// Events go to the config's destinations and to the webhook endpoints
+	// stored in the database.
+	if s.routing, err = app.NewRouting(ctx, cfg, db, log); err != nil {
+		s.close()
+		return nil, err
+	}
+	eopts, err := app.EnricherOptions(cfg, f.rules, s.routing)
+	if err != nil {
+		s.close()
+		return nil, usageError{err}
+	}
+	s.enricher = enricher.New(append(eopts, enricher.WithLogger(log))...)
 	if f.portalDSN != "" {
 		driver := f.portalDriver
 		if driver == "" {
@@ -150,7 +163,14 @@ func enrichTailCmd(e env, f *enrichFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return tail.Run(cmd.Context())
+			// The tail runs for days: endpoints registered meanwhile must
+			// get their events too.
+			ctx, stopRefreshing := context.WithCancel(cmd.Context())
+			var wg sync.WaitGroup
+			wg.Go(func() { s.routing.Refreshing(ctx) })
+			defer wg.Wait()
+			defer stopRefreshing()
+			return tail.Run(ctx)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "poll-interval", enricher.DefaultPollInterval, "time between polls of the audit table")

@@ -288,6 +288,20 @@ func renderCases(t *testing.T) []renderCase {
 			},
 		},
 		renderCase{
+			name: "admin API token from a Secret, stored webhook endpoints",
+			args: []string{
+				"--set", "health.adminTokenSecret.name=herald-admin",
+				"--set-json", `subscriptions={"refresh_interval":"10s","retry_schedule":["5s","1m"],"allow_cidrs":["10.20.0.0/16"]}`,
+			},
+			check: func(t *testing.T, r *release) {
+				d := only(t, r.name, r.deployments())
+				relay := container(t, r.name, d.Spec.Template.Spec.Containers, "herald")
+				if ref := containerEnv(relay)["HERALD_HTTP_ADMIN_TOKEN"].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "herald-admin" {
+					t.Errorf("%s: HERALD_HTTP_ADMIN_TOKEN does not come from Secret herald-admin: %+v", r.name, ref)
+				}
+			},
+		},
+		renderCase{
 			name: "webhook secrets from a Secret, destinations",
 			args: []string{
 				"--set", "adapter=webhook",
@@ -584,7 +598,7 @@ func sampleSecret(env, driver string) string {
 			",whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
 	}
 	if env != "HERALD_DATABASE_DSN" {
-		return "sample-secret"
+		return "sample-secret-0123456789" // long enough for http.admin_token
 	}
 	switch driver {
 	case "postgres":
@@ -842,6 +856,9 @@ var badValues = []struct {
 	{"no relays", []string{"--set", "replicaCount=0"}, "at '/replicaCount'"},
 	{"ServiceMonitor without the health port", []string{"--set", "serviceMonitor.enabled=true", "--set", "health.enabled=false"}, "at '/health/enabled': value must be true"},
 	{"malformed IRSA role", []string{"--set", "serviceAccount.aws.roleArn=herald"}, "at '/serviceAccount/aws/roleArn'"},
+	{"admin token without the health port", []string{"--set", "health.enabled=false", "--set", "health.adminTokenSecret.name=herald-admin"}, "health"},
+	{"retry delay as a bare number", []string{"--set-json", `subscriptions={"retry_schedule":[5]}`}, "at '/subscriptions/retry_schedule/0'"},
+	{"misspelt subscriptions key", []string{"--set-json", `subscriptions={"retry":["5s"]}`}, "at '/subscriptions': additional properties 'retry' not allowed"},
 	{"webhook without its URL", []string{"--set", "adapter=webhook", "--set", "webhook.secrets_file=/s"}, "at '/webhook': missing property 'url'"},
 	{"webhook without secrets", []string{"--set", "adapter=webhook", "--set", "webhook.url=https://h.example.com"}, "missing property 'secrets_file'"},
 	{"inline webhook secrets", []string{"--set", "adapter=webhook", "--set", "webhook.url=https://h.example.com", "--set", "webhook.secrets={whsec_x}"}, "at '/webhook': additional properties 'secrets' not allowed"},
@@ -959,8 +976,9 @@ func TestSchemaFollowsConfigKeys(t *testing.T) {
 		if strings.HasPrefix(key, "http.") {
 			// The chart renders http.listen from health.port behind
 			// health.enabled, and http.ingest_token from
-			// health.ingestTokenSecret.
-			if key != "http.listen" && key != "http.ingest_token" {
+			// health.ingestTokenSecret, http.admin_token from
+			// health.adminTokenSecret.
+			if key != "http.listen" && key != "http.ingest_token" && key != "http.admin_token" {
 				t.Errorf("config key %s: the chart cannot set it; add it to values.yaml, values.schema.json and herald.config in templates/_helpers.tpl", key)
 			}
 			continue

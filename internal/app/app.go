@@ -33,6 +33,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
+	"github.com/heraldhq/herald/pkg/subscriptions"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -50,6 +51,13 @@ type App struct {
 	// Relays holds a relay per destination, the main one first, each with
 	// its own adapter: config destinations add the others.
 	Relays []*producer.Relay
+	// Routing sends events to the config's destinations and the stored
+	// webhook endpoints; writers in this process (the ingest endpoint)
+	// use it.
+	Routing *Routing
+	// Subscriptions is the store of webhook endpoints registered at
+	// runtime; serve runs a relay for each enabled one.
+	Subscriptions *subscriptions.Store
 	// Embedded is the in-process JetStream server, nil when using an external one.
 	Embedded *natsadapter.EmbeddedServer
 	// BrokerURL is where the adapter connected.
@@ -63,6 +71,7 @@ type App struct {
 
 	httpListener net.Listener
 	httpHandler  http.Handler
+	fleet        *fleet
 	closers      []func() error
 	log          *slog.Logger
 }
@@ -99,6 +108,7 @@ func (a *App) Run(ctx context.Context) error {
 	for i, r := range a.Relays {
 		relays.Go(func() { errs[i] = r.Run(ctx) })
 	}
+	relays.Go(func() { a.fleet.Run(ctx) })
 	relays.Wait()
 	return errors.Join(errs...)
 }
@@ -108,27 +118,45 @@ func (a *App) Notify() {
 	for _, r := range a.Relays {
 		r.Notify()
 	}
+	a.fleet.Notify()
 }
 
 // httpHandler serves the operations endpoints and, with http.ingest_token,
 // the audit-record ingest: enriched events go into the same outbox.
 func (a *App) newHTTPHandler() (http.Handler, error) {
 	ops := a.Metrics.Handler(a.readiness()...)
-	if a.Config.HTTP.IngestToken == "" {
+	if a.Config.HTTP.IngestToken == "" && a.Config.HTTP.AdminToken == "" {
 		return ops, nil
 	}
-	eopts, err := EnricherOptions(a.Config, "")
-	if err != nil {
-		return nil, err
-	}
-	ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken,
-		enricher.WithObserver(a.Metrics.Enriched))
-	if err != nil {
-		return nil, fmt.Errorf("http.ingest_token: %w", err)
-	}
 	mux := http.NewServeMux()
-	mux.Handle(enricher.IngestPath, ingest)
 	mux.Handle("/", ops)
+	if a.Config.HTTP.IngestToken != "" {
+		eopts, err := EnricherOptions(a.Config, "", a.Routing)
+		if err != nil {
+			return nil, err
+		}
+		ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken,
+			enricher.WithObserver(a.Metrics.Enriched))
+		if err != nil {
+			return nil, fmt.Errorf("http.ingest_token: %w", err)
+		}
+		mux.Handle(enricher.IngestPath, ingest)
+	}
+	if a.Config.HTTP.AdminToken != "" {
+		wopts := WebhookOptions(a.Config.Subscriptions)
+		admin, err := subscriptions.NewAdminHandler(a.Subscriptions, a.Config.HTTP.AdminToken,
+			subscriptions.WithTester(func(ctx context.Context, e subscriptions.Endpoint) (subscriptions.TestResult, error) {
+				return subscriptions.Test(ctx, e, wopts...)
+			}),
+			subscriptions.WithOnChange(a.fleet.Kick),
+			subscriptions.WithSecretGrace(a.Config.Subscriptions.SecretGrace),
+			subscriptions.WithAdminLogger(a.log))
+		if err != nil {
+			return nil, fmt.Errorf("http.admin_token: %w", err)
+		}
+		mux.Handle(subscriptions.AdminPrefix, admin)
+		mux.Handle(subscriptions.AdminPrefix+"/", admin)
+	}
 	return mux, nil
 }
 
@@ -239,10 +267,6 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 		a.HTTPAddr = a.httpListener.Addr().String()
 		a.closers = append(a.closers, func() error { _ = a.httpListener.Close(); return nil })
-		// Built here too, so a bad enricher.rules_file fails the boot.
-		if a.httpHandler, err = a.newHTTPHandler(); err != nil {
-			return nil, err
-		}
 	}
 	relayOpts := []producer.Option{
 		producer.WithBatchSize(cfg.Relay.BatchSize),
@@ -280,34 +304,55 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		a.closers = append(a.closers, pub.Close)
 		a.Relays = append(a.Relays, newRelay(d, pub))
 	}
+	if a.Routing, err = NewRouting(ctx, cfg, a.DB, log); err != nil {
+		return nil, err
+	}
+	a.Subscriptions = a.Routing.store
+	fleetOpts := slices.Clone(relayOpts)
+	if tp != nil {
+		fleetOpts = append(fleetOpts, producer.WithTracerProvider(tp, "webhook"))
+	}
+	a.fleet = newFleet(a, a.Routing, fleetOpts)
+	if a.httpListener != nil {
+		// Built here, so a bad enricher.rules_file fails the boot.
+		if a.httpHandler, err = a.newHTTPHandler(); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
 // announceDisabled returns what serve does when a destination's webhook
-// endpoint is disabled: write an io.herald.webhook.endpoint_disabled event
-// to the outbox's main destination. Its rows stay behind as dead letters,
+// endpoint is disabled: announce it. Its rows stay behind as dead letters,
 // for `herald outbox retry --destination` once the endpoint is back.
 func (a *App) announceDisabled(d config.Destination) func(string, error) {
 	if d.Adapter != "webhook" {
 		return nil
 	}
 	return func(_ string, reason error) {
-		data := webhook.EndpointDisabled{Destination: d.Name, URL: Target(d), Reason: reason.Error(), DisabledAt: time.Now().UTC()}
-		ev, err := event.New(webhook.EndpointDisabledType, "/herald", data,
-			event.WithSubject("destinations/"+d.Name), event.WithPartitionKey("destinations/"+d.Name))
-		if err == nil {
-			// Called from the relay's publish, which has its own deadline.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			err = outbox.Write(ctx, a.DB, ev)
-		}
-		if err != nil {
-			a.log.Error("record that a webhook endpoint was disabled", "destination", d.Name, "error", err)
-			return
-		}
-		a.log.Warn("webhook endpoint disabled; its events are kept as dead letters", "destination", d.Name,
-			"reason", reason, "event_id", ev.ID)
+		// Called from the relay's publish, which has its own deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.announce(ctx, d.Name, Target(d), reason)
 	}
+}
+
+// announce writes an io.herald.webhook.endpoint_disabled event to the
+// outbox's main destination, so that an operator or a partner's tooling
+// can react instead of finding out from a growing dead-letter count.
+func (a *App) announce(ctx context.Context, destination, url string, reason error) {
+	data := webhook.EndpointDisabled{Destination: destination, URL: url, Reason: reason.Error(), DisabledAt: time.Now().UTC()}
+	ev, err := event.New(webhook.EndpointDisabledType, "/herald", data,
+		event.WithSubject("destinations/"+destination), event.WithPartitionKey("destinations/"+destination))
+	if err == nil {
+		err = outbox.Write(ctx, a.DB, ev)
+	}
+	if err != nil {
+		a.log.Error("record that a webhook endpoint was disabled", "destination", destination, "error", err)
+		return
+	}
+	a.log.Warn("webhook endpoint disabled; its events are kept for replay", "destination", destination,
+		"reason", reason, "event_id", ev.ID)
 }
 
 // Target names where a destination's adapter publishes, for logs and
@@ -511,14 +556,15 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// EnricherOptions returns the enricher's mapping rules: those of rulesFlag
-// when set (herald enrich --rules), else of enricher.rules_file, else none,
-// which keeps the built-in catalogue. An unreadable or invalid file is an
-// error naming where it came from.
-func EnricherOptions(cfg config.Config, rulesFlag string) ([]enricher.Option, error) {
+// EnricherOptions returns the enricher's routing, when router is not nil,
+// and its mapping rules: those of rulesFlag when set (herald enrich
+// --rules), else of enricher.rules_file, else none, which keeps the
+// built-in catalogue. An unreadable or invalid file is an error naming
+// where it came from.
+func EnricherOptions(cfg config.Config, rulesFlag string, router outbox.Router) ([]enricher.Option, error) {
 	var opts []enricher.Option
-	if len(cfg.Destinations) > 0 {
-		opts = append(opts, enricher.WithRouter(cfg.Routes()))
+	if router != nil {
+		opts = append(opts, enricher.WithRouter(router))
 	}
 	path, key := cfg.Enricher.RulesFile, "enricher.rules_file"
 	if rulesFlag != "" {

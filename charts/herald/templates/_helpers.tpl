@@ -90,6 +90,10 @@ enricher:
 tracing:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with include "herald.block" .Values.subscriptions | fromYaml }}
+subscriptions:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if .Values.health.enabled }}
 http:
   listen: ":{{ .Values.health.port }}"
@@ -114,7 +118,9 @@ block becomes HERALD_<BLOCK>_<KEY> from that Secret (the Secret's key
 defaults to the config key's name): database.dsn_secret → HERALD_DATABASE_DSN,
 nats.password_secret → HERALD_NATS_PASSWORD, webhook.secrets_secret →
 HERALD_WEBHOOK_SECRETS (comma-separated, as Herald reads lists from the
-environment).
+environment). The http tokens live under health, beside the port they
+guard: health.ingestTokenSecret → HERALD_HTTP_INGEST_TOKEN,
+health.adminTokenSecret → HERALD_HTTP_ADMIN_TOKEN.
 */}}
 {{- define "herald.env" -}}
 {{- range $block := list "database" .Values.adapter }}
@@ -138,6 +144,15 @@ environment).
     secretKeyRef:
       name: {{ .name }}
       key: {{ .key | default "ingest_token" }}
+{{- end }}
+{{- end }}
+{{- with .Values.health.adminTokenSecret }}
+{{- if .name }}
+- name: HERALD_HTTP_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key | default "admin_token" }}
 {{- end }}
 {{- end }}
 {{- with .Values.extraEnv }}
@@ -218,6 +233,9 @@ cannot say.
 {{- end }}
 {{- if and (eq .Values.adapter "nats") (eq (toString .Values.nats.url) "embedded") }}
 {{- fail "nats.url: embedded runs a private NATS server inside each relay pod that no consumer can reach; point nats.url at your NATS cluster (docs/deploy.md pairs the chart with the official NATS chart)" }}
+{{- end }}
+{{- if and (dig "adminTokenSecret" "name" "" .Values.health) (not .Values.health.enabled) }}
+{{- fail "health.adminTokenSecret: the admin API is served on the operations port, so it needs health.enabled (which renders http.listen)" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not (and .Values.health.enabled .Values.service.enabled)) }}
 {{- fail "serviceMonitor.enabled: needs health.enabled and service.enabled (the ServiceMonitor scrapes /metrics through the Service)" }}

@@ -1,0 +1,31 @@
+// Package subscriptions keeps the webhook endpoints that operators register
+// at runtime, with `herald webhooks` or the admin API under /v1/webhooks,
+// in the outbox's own database.
+//
+// A subscription is an endpoint URL, the event types it wants (globs such as
+// "io.herald.portal.input_port.*"), its signing secrets, extra request
+// headers and an enabled flag. Each endpoint is served as the outbox
+// destination "webhook:<name>" ([Destination]): the writer's [Router] gives
+// every matching event a row for it, and a running Herald gives each enabled
+// endpoint its own relay and webhook publisher, so that one slow or dead
+// receiver never delays another.
+//
+// The life of an endpoint:
+//
+//   - [Store.Add] registers it, generating a secret unless one is given. The
+//     secret is returned once, for the receiver; it never appears in a
+//     listing, a log line or JSON again ([Secret] marshals without it).
+//   - [Store.Update] changes its URL, types or headers; a running Herald
+//     picks the change up on its next refresh without a restart.
+//   - [Store.RotateSecret] puts a new secret first and lets the old ones sign
+//     alongside it until their grace period ends, so receivers can switch
+//     without missing a request.
+//   - [Store.Disable] stops deliveries. Herald disables an endpoint itself
+//     when it answers 410 Gone or keeps failing; its events keep coming into
+//     the outbox, and those in flight become dead letters.
+//   - Re-enabling with [Store.Update] first replays its dead letters, then
+//     lets the relay run: what it missed goes out in order per partition key.
+//     [Store.Replay] replays dead letters at any time, e.g. those a receiver
+//     rejected with a 4xx before it was fixed.
+//   - [Store.Remove] deletes it and every outbox row still bound for it.
+package subscriptions
