@@ -15,7 +15,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"gorm.io/gorm"
 
+	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -60,40 +62,46 @@ func (e env) openStore(ctx context.Context, f *outboxFlags) (*outbox.Store, func
 	if err != nil {
 		return nil, nil, err
 	}
-	// Opening SQLite creates the file: an operator in the wrong directory
-	// would get an empty outbox and a misleading "run migrate".
-	if cfg.Database.Driver == "sqlite" && isPlainPath(cfg.Database.DSN) {
-		if _, err := os.Stat(cfg.Database.DSN); errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("no outbox database at %s (database.dsn): pass --config, or create it with `herald migrate`", cfg.Database.DSN)
-		}
-	}
-	db, err := app.OpenDB(cfg.Database)
+	db, err := openMigratedDB(ctx, cfg.Database)
 	if err != nil {
 		return nil, nil, err
 	}
-	closeDB := func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
+	store, err := outbox.NewStore(db)
+	if err != nil {
+		closeGorm(db)
+		return nil, nil, err
+	}
+	return store, func() { closeGorm(db) }, nil
+}
+
+// openMigratedDB opens the outbox database for the operator's commands,
+// which read and change what serve works on and so need its schema exactly:
+// older, and a table may be missing; newer, and a column may be unknown.
+func openMigratedDB(ctx context.Context, cfg config.Database) (*gorm.DB, error) {
+	// Opening SQLite creates the file: an operator in the wrong directory
+	// would get an empty outbox and a misleading "run migrate".
+	if cfg.Driver == "sqlite" && isPlainPath(cfg.DSN) {
+		if _, err := os.Stat(cfg.DSN); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no outbox database at %s (database.dsn): pass --config, or create it with `herald migrate`", cfg.DSN)
 		}
+	}
+	db, err := app.OpenDB(cfg)
+	if err != nil {
+		return nil, err
 	}
 	cur, latest, err := outbox.SchemaVersion(ctx, db)
 	switch {
 	case err != nil:
-		closeDB()
-		return nil, nil, err
 	case cur < latest:
-		closeDB()
-		return nil, nil, fmt.Errorf("%w: database at version %d, this binary needs %d: run `herald migrate`", app.ErrSchemaOutdated, cur, latest)
+		err = fmt.Errorf("%w: database at version %d, this binary needs %d: run `herald migrate`", app.ErrSchemaOutdated, cur, latest)
 	case cur > latest:
-		closeDB()
-		return nil, nil, fmt.Errorf("outbox schema at version %d is newer than this binary knows (%d): use a newer herald", cur, latest)
+		err = fmt.Errorf("outbox schema at version %d is newer than this binary knows (%d): use a newer herald", cur, latest)
 	}
-	store, err := outbox.NewStore(db)
 	if err != nil {
-		closeDB()
-		return nil, nil, err
+		closeGorm(db)
+		return nil, err
 	}
-	return store, closeDB, nil
+	return db, nil
 }
 
 // isPlainPath tells a file path from an SQLite URI or in-memory name, which

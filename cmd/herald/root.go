@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	root.AddCommand(demoCmd(e), serveCmd(e), migrateCmd(e), versionCmd(e), outboxCmd(e), statusCmd(e), benchCmd(e))
 	root.AddCommand(schemaCmd(e))
 	root.AddCommand(enrichCmd(e))
+	root.AddCommand(webhooksCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -1,0 +1,543 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
+	"github.com/heraldhq/herald/pkg/subscriptions"
+	"github.com/heraldhq/herald/pkg/webhooks"
+)
+
+// webhooksOutbox is a migrated SQLite outbox behind a config that lets
+// stored endpoints reach receivers on 127.0.0.1, as httptest's do.
+type webhooksOutbox struct {
+	config string
+	db     *gorm.DB
+	store  *outbox.Store
+}
+
+func newWebhooksOutbox(t *testing.T) webhooksOutbox {
+	t.Helper()
+	dir := t.TempDir()
+	o := webhooksOutbox{config: writeFile(t, "herald.yaml", `
+database:
+  driver: sqlite
+  dsn: `+filepath.Join(dir, "outbox.db")+`
+nats:
+  url: embedded
+  embedded_store_dir: `+filepath.Join(dir, "js")+`
+log:
+  level: warn
+subscriptions:
+  allow_cidrs: ["127.0.0.1/32"]
+`)}
+	if res := herald(context.Background(), t, nil, "migrate", "--config", o.config); res.code != exitOK {
+		t.Fatalf("migrate: %+v", res)
+	}
+	db, err := outbox.OpenSQLite(filepath.Join(dir, "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	o.db = db
+	if o.store, err = outbox.NewStore(db); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// webhooks runs `herald webhooks args... --config o.config`.
+func (o webhooksOutbox) webhooks(t *testing.T, args ...string) result {
+	t.Helper()
+	return herald(context.Background(), t, nil, append(append([]string{"webhooks"}, args...), "--config", o.config)...)
+}
+
+// add registers an endpoint and returns the secret add printed.
+func (o webhooksOutbox) add(t *testing.T, args ...string) string {
+	t.Helper()
+	res := o.webhooks(t, append([]string{"add"}, args...)...)
+	if res.code != exitOK {
+		t.Fatalf("add %v: %+v", args, res)
+	}
+	return printedSecret(t, res)
+}
+
+var secretPattern = regexp.MustCompile(`whsec_[A-Za-z0-9+/=]+`)
+
+// printedSecret is the one secret res printed.
+func printedSecret(t *testing.T, res result) string {
+	t.Helper()
+	found := secretPattern.FindAllString(res.stdout+res.stderr, -1)
+	if len(found) != 1 {
+		t.Fatalf("want the secret printed exactly once, found %d times:\n%s", len(found), res.stdout)
+	}
+	return found[0]
+}
+
+// write commits one event bound for the endpoint (and, as every event, for
+// main) and returns its id.
+func (o webhooksOutbox) write(t *testing.T, endpoint string) string {
+	t.Helper()
+	ev, err := event.New("io.herald.test.thing.created", "/test", map[string]string{"a": "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.WriteRouted(context.Background(), o.db, outbox.Routes{{Destination: subscriptions.Destination(endpoint)}}, ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev.ID
+}
+
+func (o webhooksOutbox) kill(t *testing.T, endpoint, id string) {
+	t.Helper()
+	if err := o.db.Exec(`UPDATE herald_outbox SET state = 'dead', last_error = 'receiver said no' WHERE destination = ? AND event_id = ?`,
+		subscriptions.Destination(endpoint), id).Error; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (o webhooksOutbox) row(t *testing.T, endpoint, id string) outbox.Row {
+	t.Helper()
+	r, err := o.store.ForDestination(subscriptions.Destination(endpoint)).Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// listedEndpoint is the part of `webhooks list --json` the tests read.
+type listedEndpoint struct {
+	Name           string            `json:"name"`
+	URL            string            `json:"url"`
+	Types          []string          `json:"types"`
+	Headers        map[string]string `json:"headers"`
+	Enabled        bool              `json:"enabled"`
+	DisabledReason string            `json:"disabled_reason"`
+	Secrets        []struct {
+		Fingerprint string    `json:"fingerprint"`
+		ExpiresAt   time.Time `json:"expires_at"`
+	} `json:"secrets"`
+	Pending int `json:"pending"`
+	Dead    int `json:"dead"`
+}
+
+func (o webhooksOutbox) list(t *testing.T) map[string]listedEndpoint {
+	t.Helper()
+	var doc struct {
+		Endpoints []listedEndpoint `json:"endpoints"`
+	}
+	decode(t, o.webhooks(t, "list", "--json"), &doc)
+	out := map[string]listedEndpoint{}
+	for _, ep := range doc.Endpoints {
+		out[ep.Name] = ep
+	}
+	return out
+}
+
+func TestWebhooksAddShowsTheSecretOnceAndNothingElseDoes(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	const headerValue, queryToken = "hv-do-not-print-7", "qt-do-not-print-9"
+
+	res := o.webhooks(t, "add", "orders", "--url", "https://example.com/hook?token="+queryToken,
+		"--type", "io.herald.portal.*", "--header", "X-Api-Key: "+headerValue, "--header", "x-tenant=acme")
+	if res.code != exitOK {
+		t.Fatalf("add: %+v", res)
+	}
+	secret := printedSecret(t, res)
+	for _, want := range []string{`added webhook endpoint "orders"`, "will not be shown again", "X-Api-Key, X-Tenant (values hidden)",
+		"io.herald.portal.*", "webhook:orders", "(signing)"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("add output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	for _, leak := range []string{headerValue, "acme", queryToken} {
+		if strings.Contains(res.stdout+res.stderr, leak) {
+			t.Errorf("add printed %q:\n%s", leak, res.stdout)
+		}
+	}
+
+	var added struct {
+		Endpoint listedEndpoint `json:"endpoint"`
+		Secret   string         `json:"secret"`
+	}
+	decode(t, o.webhooks(t, "add", "all-events", "--url", "https://example.org/in", "--disabled", "--json"), &added)
+	if added.Endpoint.Name != "all-events" || added.Endpoint.Enabled || len(added.Endpoint.Secrets) != 1 ||
+		added.Endpoint.Secrets[0].Fingerprint != (subscriptions.Secret{Value: added.Secret}).Fingerprint() {
+		t.Errorf("add --json = %+v", added)
+	}
+	if _, err := webhooks.ParseSecret(added.Secret); err != nil {
+		t.Errorf("add --json secret: %v", err)
+	}
+
+	for _, args := range [][]string{{"list"}, {"list", "--json"}, {"list", "-o", "json"}} {
+		res := o.webhooks(t, args...)
+		if res.code != exitOK {
+			t.Fatalf("%v: %+v", args, res)
+		}
+		for _, leak := range []string{secret, added.Secret, headerValue, "acme", queryToken} {
+			if strings.Contains(res.stdout+res.stderr, leak) {
+				t.Errorf("%v printed %q:\n%s", args, leak, res.stdout)
+			}
+		}
+	}
+	res = o.webhooks(t, "list")
+	for _, want := range []string{
+		"NAME        ENABLED                   URL                         TYPES               PENDING  DEAD  LAST ATTEMPT  LAST ERROR  FAILING SINCE",
+		"all-events  disabled: added disabled  https://example.org/in      every event         0        0     -             -           -",
+		"orders      yes                       https://example.com/hook?…  io.herald.portal.*  0        0     -             -           -",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("list lacks %q:\n%s", want, res.stdout)
+		}
+	}
+
+	got := o.list(t)
+	orders := got["orders"]
+	if len(got) != 2 || !orders.Enabled || orders.Headers["X-Api-Key"] != "(redacted)" || len(orders.Secrets) != 1 ||
+		orders.Secrets[0].Fingerprint != (subscriptions.Secret{Value: secret}).Fingerprint() ||
+		len(orders.Types) != 1 || orders.Types[0] != "io.herald.portal.*" {
+		t.Errorf("list --json = %+v", got)
+	}
+}
+
+func TestWebhooksBadInvocationsAreUsageErrors(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	o.add(t, "taken", "--url", "https://example.com/hook")
+	const badSecret = "whsec_not-base64-do-not-print"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"url scheme", []string{"add", "ftp", "--url", "ftp://example.com/x"}, []string{"url:", `scheme "ftp"`}},
+		{"no url", []string{"add", "nourl"}, []string{"url: is required"}},
+		{"bad name", []string{"add", "Not A Name", "--url", "https://example.com/x"}, []string{"name:", "a-z 0-9"}},
+		{"http to a host not allowlisted", []string{"add", "plain", "--url", "http://example.com/x"}, []string{"url:", "http is only allowed"}},
+		{"bad type glob", []string{"add", "glob", "--url", "https://example.com/x", "--type", "io.herald.[x"}, []string{"types:"}},
+		{"bad secret", []string{"add", "sec", "--url", "https://example.com/x", "--secret", badSecret}, []string{"secrets:", "not base64"}},
+		{"header without a value", []string{"add", "hdr", "--url", "https://example.com/x", "--header", "X-Key do-not-print"}, []string{"--header 1: want 'Name: value' or Name=value"}},
+		{"reserved header", []string{"add", "hdr", "--url", "https://example.com/x", "--header", "Content-Type: text/plain"}, []string{"headers:", "set by the publisher"}},
+		{"name taken", []string{"add", "taken", "--url", "https://example.com/x"}, []string{"already exists"}},
+		{"no name", []string{"add", "--url", "https://example.com/x"}, []string{"takes one endpoint NAME (got 0 arguments)"}},
+		{"two names", []string{"replay", "a", "b"}, []string{"takes one endpoint NAME (got 2 arguments)"}},
+		{"update nothing", []string{"update", "taken"}, []string{"nothing to change"}},
+		{"update types twice", []string{"update", "taken", "--type", "a.*", "--clear-types"}, []string{"--type and --clear-types"}},
+		{"update bad url", []string{"update", "taken", "--url", "gopher://example.com"}, []string{"url:", `scheme "gopher"`}},
+		{"replay without enabling", []string{"update", "taken", "--replay=false"}, []string{"--replay: only with --enabled=true"}},
+		{"negative grace", []string{"rotate-secret", "taken", "--grace", "-1h"}, []string{"grace: must not be negative"}},
+		{"rotate bad secret", []string{"rotate-secret", "taken", "--secret", badSecret}, []string{"secret:", "not base64"}},
+		{"unknown output", []string{"list", "-o", "yaml"}, []string{`--output: "yaml" is neither text nor json`}},
+		{"json and text", []string{"list", "--json", "-o", "text"}, []string{"--json contradicts --output text"}},
+		{"unknown subcommand", []string{"frob"}, []string{`unknown command "frob" for "herald webhooks"`}},
+		{"update unknown", []string{"update", "nope", "--enabled=false"}, []string{`no such webhook endpoint: "nope"`}},
+		{"remove unknown", []string{"remove", "nope"}, []string{`no such webhook endpoint: "nope"`}},
+		{"remove unknown --yes", []string{"remove", "nope", "--yes"}, []string{`no such webhook endpoint: "nope"`}},
+		{"rotate unknown", []string{"rotate-secret", "nope"}, []string{`no such webhook endpoint: "nope"`}},
+		{"test unknown", []string{"test", "nope"}, []string{`no such webhook endpoint: "nope"`}},
+		{"replay unknown", []string{"replay", "nope"}, []string{`no such webhook endpoint: "nope"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := o.webhooks(t, tc.args...)
+			if res.code != exitUsage {
+				t.Errorf("exit code = %d, want %d (%+v)", res.code, exitUsage, res)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(res.stderr, want) {
+					t.Errorf("stderr %q does not contain %q", res.stderr, want)
+				}
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", res.stdout)
+			}
+			if strings.Contains(res.stderr, "do-not-print") {
+				t.Errorf("stderr quotes a secret or header value: %q", res.stderr)
+			}
+		})
+	}
+	if got := o.list(t); len(got) != 1 {
+		t.Errorf("endpoints after bad invocations: %+v, want only taken", got)
+	}
+}
+
+func TestWebhooksReEnablingReplaysDeadLetters(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	o.add(t, "crm", "--url", "https://example.com/hook")
+
+	res := o.webhooks(t, "update", "crm", "--enabled=false")
+	if res.code != exitOK || !strings.Contains(res.stdout, "no: disabled by an operator") || strings.Contains(res.stdout, "replayed") {
+		t.Fatalf("disable: %+v", res)
+	}
+	if res := o.webhooks(t, "list"); !strings.Contains(res.stdout, "disabled: disabled by an operator") {
+		t.Errorf("list of a disabled endpoint:\n%s", res.stdout)
+	}
+
+	id := o.write(t, "crm")
+	o.kill(t, "crm", id)
+	if got := o.list(t)["crm"]; got.Dead != 1 || got.Pending != 0 || got.Enabled {
+		t.Fatalf("listed after a dead letter: %+v", got)
+	}
+
+	res = o.webhooks(t, "update", "crm", "--enabled=true")
+	if res.code != exitOK || !strings.HasPrefix(res.stdout, "replayed 1 dead events") || !strings.Contains(res.stdout, "enabled  yes") {
+		t.Fatalf("re-enable: %+v", res)
+	}
+	if r := o.row(t, "crm", id); r.State != outbox.StatePending || r.Attempts != 0 {
+		t.Errorf("replayed row = %s, %d attempts; want pending, 0", r.State, r.Attempts)
+	}
+	if got := o.list(t)["crm"]; got.Dead != 0 || got.Pending != 1 || !got.Enabled {
+		t.Errorf("listed after re-enabling: %+v", got)
+	}
+
+	// replay serves an enabled endpoint's dead letters.
+	o.kill(t, "crm", id)
+	var replayed struct{ Replayed *int }
+	decode(t, o.webhooks(t, "replay", "crm", "--json"), &replayed)
+	if replayed.Replayed == nil || *replayed.Replayed != 1 || o.row(t, "crm", id).State != outbox.StatePending {
+		t.Errorf("replay --json = %+v", replayed)
+	}
+	if res := o.webhooks(t, "replay", "crm"); res.code != exitOK || !strings.Contains(res.stdout, "replayed 0 dead events") {
+		t.Errorf("second replay: %+v", res)
+	}
+
+	// --type and --header replace; --clear-* empty.
+	res = o.webhooks(t, "update", "crm", "--type", "a.*", "--type", "b.*", "--header", "X-One: 1")
+	if res.code != exitOK || !strings.Contains(res.stdout, "a.*,b.*") || !strings.Contains(res.stdout, "X-One (values hidden)") {
+		t.Fatalf("update types and headers: %+v", res)
+	}
+	res = o.webhooks(t, "update", "crm", "--clear-types", "--clear-headers", "--url", "https://example.com/v2")
+	if res.code != exitOK || !strings.Contains(res.stdout, "every event") || !strings.Contains(res.stdout, "headers  none") ||
+		!strings.Contains(res.stdout, "https://example.com/v2") {
+		t.Fatalf("update clear: %+v", res)
+	}
+}
+
+func TestWebhooksRotateSecret(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	first := o.add(t, "erp", "--url", "https://example.com/hook")
+
+	res := o.webhooks(t, "rotate-secret", "erp", "--grace", "2h")
+	if res.code != exitOK {
+		t.Fatalf("rotate-secret: %+v", res)
+	}
+	second := printedSecret(t, res)
+	if second == first {
+		t.Fatal("rotate-secret printed the old secret")
+	}
+	oldFingerprint := (subscriptions.Secret{Value: first}).Fingerprint()
+	for _, want := range []string{"will not be shown again", "previous secret " + oldFingerprint + " keeps signing until", "(in 1h59m)"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("rotate-secret output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	got := o.list(t)["erp"]
+	if len(got.Secrets) != 2 || got.Secrets[0].Fingerprint != (subscriptions.Secret{Value: second}).Fingerprint() ||
+		got.Secrets[1].Fingerprint != oldFingerprint || !got.Secrets[0].ExpiresAt.IsZero() ||
+		time.Until(got.Secrets[1].ExpiresAt) < time.Hour || time.Until(got.Secrets[1].ExpiresAt) > 2*time.Hour {
+		t.Errorf("list after rotating = %+v", got.Secrets)
+	}
+	for _, args := range [][]string{{"list"}, {"list", "--json"}} {
+		if res := o.webhooks(t, args...); strings.Contains(res.stdout, first) || strings.Contains(res.stdout, second) {
+			t.Errorf("%v printed a secret:\n%s", args, res.stdout)
+		}
+	}
+
+	// The config's subscriptions.secret_grace is the default grace.
+	res = o.webhooks(t, "rotate-secret", "erp")
+	if res.code != exitOK || !strings.Contains(res.stdout, "(in 23h59m)") {
+		t.Errorf("rotate-secret with the default grace: %+v", res)
+	}
+
+	var rotated struct {
+		Endpoint listedEndpoint `json:"endpoint"`
+		Secret   string         `json:"secret"`
+	}
+	const given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	decode(t, o.webhooks(t, "rotate-secret", "erp", "--secret", given, "--grace", "0", "--json"), &rotated)
+	if rotated.Secret != given || len(rotated.Endpoint.Secrets) != 1 ||
+		rotated.Endpoint.Secrets[0].Fingerprint != (subscriptions.Secret{Value: given}).Fingerprint() {
+		t.Errorf("rotate-secret --grace 0 --json = %+v", rotated)
+	}
+}
+
+// receiver is an httptest server that checks each request's signature
+// with the secrets it holds, as a subscriber would.
+type receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	secrets  [][]byte
+	verified []error
+	apiKeys  []string
+	types    []string
+}
+
+func newReceiver(t *testing.T, status int) *receiver {
+	t.Helper()
+	rx := &receiver{}
+	rx.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev struct{ Type string }
+		_ = json.Unmarshal(body, &ev)
+		rx.mu.Lock()
+		rx.verified = append(rx.verified, webhooks.Verify(rx.secrets, r.Header, body, time.Now(), 0))
+		rx.apiKeys = append(rx.apiKeys, r.Header.Get("X-Api-Key"))
+		rx.types = append(rx.types, ev.Type)
+		rx.mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(rx.Close)
+	return rx
+}
+
+func (rx *receiver) hold(t *testing.T, secret string) {
+	t.Helper()
+	b, err := webhooks.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx.mu.Lock()
+	rx.secrets = [][]byte{b}
+	rx.mu.Unlock()
+}
+
+// seen is what the receiver saw of one request.
+type seen struct {
+	verified    error // the signature check's outcome
+	apiKey, typ string
+}
+
+// last returns what the receiver saw of the latest request.
+func (rx *receiver) last(t *testing.T) seen {
+	t.Helper()
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
+	if len(rx.verified) == 0 {
+		t.Fatal("the receiver got no request")
+	}
+	n := len(rx.verified) - 1
+	return seen{verified: rx.verified[n], apiKey: rx.apiKeys[n], typ: rx.types[n]}
+}
+
+func TestWebhooksTestSendsASignedPing(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	rx := newReceiver(t, http.StatusNoContent)
+	rx.hold(t, o.add(t, "rx", "--url", rx.URL+"/hook", "--header", "X-Api-Key: gateway-key", "--disabled"))
+
+	// A disabled endpoint is tested too: that is how an operator checks it
+	// is back before enabling it.
+	res := o.webhooks(t, "test", "rx")
+	if res.code != exitOK {
+		t.Fatalf("test: %+v", res)
+	}
+	for _, want := range []string{"delivered  yes", "status     204", "duration   ", "event id   "} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("test output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	got := rx.last(t)
+	verified, apiKey, typ := got.verified, got.apiKey, got.typ
+	if verified != nil || apiKey != "gateway-key" || typ != subscriptions.TestEventType {
+		t.Errorf("receiver saw signature check %v, X-Api-Key %q, type %q", verified, apiKey, typ)
+	}
+
+	// After a rotation a receiver holding only the new secret accepts it.
+	res = o.webhooks(t, "rotate-secret", "rx")
+	if res.code != exitOK {
+		t.Fatalf("rotate-secret: %+v", res)
+	}
+	rx.hold(t, printedSecret(t, res))
+	var tested subscriptions.TestResult
+	decode(t, o.webhooks(t, "test", "rx", "--json"), &tested)
+	if verified := rx.last(t).verified; !tested.Delivered || tested.StatusCode != http.StatusNoContent || tested.EventID == "" || verified != nil {
+		t.Errorf("test --json after rotating = %+v, signature check %v", tested, verified)
+	}
+}
+
+func TestWebhooksTestOfAFailingReceiverExitsOne(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	rx := newReceiver(t, http.StatusInternalServerError)
+	o.add(t, "down", "--url", rx.URL)
+
+	res := o.webhooks(t, "test", "down")
+	if res.code != exitError {
+		t.Fatalf("test of a 500: exit %d, want %d (%+v)", res.code, exitError, res)
+	}
+	for _, want := range []string{"delivered  no", "status     500", "error      ", "500 Internal Server Error"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("test output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if !strings.Contains(res.stderr, `webhook endpoint "down" did not accept the test event`) {
+		t.Errorf("stderr = %q", res.stderr)
+	}
+
+	res = o.webhooks(t, "test", "down", "--json")
+	var tested subscriptions.TestResult
+	if err := json.Unmarshal([]byte(res.stdout), &tested); err != nil || res.code != exitError || tested.Delivered || tested.StatusCode != http.StatusInternalServerError {
+		t.Errorf("test --json of a 500: %+v, %v (%+v)", tested, err, res)
+	}
+}
+
+func TestWebhooksRemoveDiscardsTheEndpointsEvents(t *testing.T) {
+	o := newWebhooksOutbox(t)
+	o.add(t, "gone", "--url", "https://example.com/hook")
+	o.add(t, "stays", "--url", "https://example.com/other")
+	pending := o.write(t, "gone")
+	dead := o.write(t, "gone")
+	o.kill(t, "gone", dead)
+	kept := o.write(t, "stays")
+
+	res := o.webhooks(t, "remove", "gone")
+	if res.code != exitUsage || !strings.Contains(res.stderr, `removing webhook endpoint "gone" would discard 1 pending and 1 dead events: pass --yes`) {
+		t.Fatalf("remove without --yes: %+v", res)
+	}
+	if got := o.list(t); got["gone"].Pending != 1 || got["gone"].Dead != 1 {
+		t.Fatalf("remove without --yes changed something: %+v", got)
+	}
+
+	res = o.webhooks(t, "remove", "gone", "--yes")
+	if res.code != exitOK || !strings.Contains(res.stdout, `removed webhook endpoint "gone" and discarded its 2 outbox events`) {
+		t.Fatalf("remove --yes: %+v", res)
+	}
+	var left int64
+	if err := o.db.Raw(`SELECT COUNT(*) FROM herald_outbox WHERE destination = ?`, subscriptions.Destination("gone")).Scan(&left).Error; err != nil || left != 0 {
+		t.Errorf("outbox rows of the removed endpoint: %d, %v", left, err)
+	}
+	// Main's rows of the same events, and other endpoints' rows, stay.
+	for _, id := range []string{pending, dead, kept} {
+		if _, err := o.store.Get(context.Background(), id); err != nil {
+			t.Errorf("main row of %s: %v", id, err)
+		}
+	}
+	if r := o.row(t, "stays", kept); r.State != outbox.StatePending {
+		t.Errorf("other endpoint's row = %s", r.State)
+	}
+	if got := o.list(t); len(got) != 1 || got["stays"].Pending != 1 {
+		t.Errorf("list after remove = %+v", got)
+	}
+
+	var removed struct {
+		Removed   string
+		Discarded *int
+	}
+	decode(t, o.webhooks(t, "remove", "stays", "--yes", "--json"), &removed)
+	if removed.Removed != "stays" || removed.Discarded == nil || *removed.Discarded != 1 {
+		t.Errorf("remove --json = %+v", removed)
+	}
+	if res := o.webhooks(t, "list"); !strings.Contains(res.stdout, "no webhook endpoints") {
+		t.Errorf("list of none: %+v", res)
+	}
+}
