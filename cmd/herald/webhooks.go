@@ -99,6 +99,19 @@ func (e env) openWebhooks(ctx context.Context, f *webhooksFlags) (*webhooksSetup
 	return &webhooksSetup{cfg: cfg, store: store, outbox: ob, close: func() { closeGorm(db) }}, nil
 }
 
+// withWebhooks is the RunE of a subcommand that works on the store: fn
+// runs with it open, and it is closed after.
+func (e env) withWebhooks(f *webhooksFlags, fn func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		s, err := e.openWebhooks(cmd.Context(), f)
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		return fn(cmd.Context(), s, cmd, args)
+	}
+}
+
 // webhookErr makes the store's errors that the operator fixes by changing
 // the command (a bad field, an unknown or taken name) usage errors, exit 2.
 // The store's messages name the field and never quote a secret.
@@ -219,13 +232,7 @@ func webhooksListCmd(e env, f *webhooksFlags) *cobra.Command {
 		Use:   "list",
 		Short: "List the endpoints: enabled, URL, types, pending and dead events, last attempt and error",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := e.openWebhooks(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, _ *cobra.Command, _ []string) error {
 			eps, err := s.store.List(ctx)
 			if err != nil {
 				return err
@@ -252,7 +259,7 @@ func webhooksListCmd(e env, f *webhooksFlags) *cobra.Command {
 			}
 			writeEndpointTable(e.stdout, out, time.Now())
 			return nil
-		},
+		}),
 	}
 }
 
@@ -455,13 +462,8 @@ func webhooksRemoveCmd(e env, f *webhooksFlags) *cobra.Command {
 			"delivered, dead letters can no longer be replayed. Without --yes it only says how many would go.\n" +
 			"To stop deliveries and keep the events, use `herald webhooks update NAME --enabled=false`.",
 		Args: endpointName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, ctx := args[0], cmd.Context()
-			s, err := e.openWebhooks(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, args []string) error {
+			name := args[0]
 			if !yes {
 				return s.refuseRemove(ctx, name)
 			}
@@ -477,7 +479,7 @@ func webhooksRemoveCmd(e env, f *webhooksFlags) *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "removed webhook endpoint %q and discarded its %d outbox events\n", name, discarded)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "remove it, discarding its pending and dead events")
 	return cmd
@@ -519,13 +521,7 @@ func webhooksRotateSecretCmd(e env, f *webhooksFlags) *cobra.Command {
 			"so during the grace period a receiver holding either the old or the new secret accepts them:\n" +
 			"give it the new one before the grace ends. --grace 0 drops the old secrets at once.",
 		Args: endpointName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := e.openWebhooks(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("grace") {
 				grace = s.cfg.Subscriptions.SecretGrace
 			}
@@ -550,7 +546,7 @@ func webhooksRotateSecretCmd(e env, f *webhooksFlags) *cobra.Command {
 					sec.ExpiresAt.UTC().Format(time.RFC3339), humanAge(sec.ExpiresAt.Sub(now)))
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&secret, "secret", "", "the new secret, whsec_<base64> (default: a fresh one); note a flag's value may be seen in the process list")
 	cmd.Flags().DurationVar(&grace, "grace", 0, "how long the old secrets keep signing (default subscriptions.secret_grace, 24h unless configured)")
@@ -565,13 +561,7 @@ func webhooksTestCmd(e env, f *webhooksFlags) *cobra.Command {
 			"and timeout as real deliveries. Disabled endpoints are tested too: that is how to check one is\n" +
 			"back before enabling it. Exits 1 when the receiver did not accept it.",
 		Args: endpointName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := e.openWebhooks(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, args []string) error {
 			ep, err := s.store.Get(ctx, args[0])
 			if err != nil {
 				return webhookErr(err)
@@ -591,7 +581,7 @@ func webhooksTestCmd(e env, f *webhooksFlags) *cobra.Command {
 				return fmt.Errorf("webhook endpoint %q did not accept the test event", ep.Name)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -624,13 +614,7 @@ func webhooksReplayCmd(e env, f *webhooksFlags) *cobra.Command {
 			"and go out before newer events of the same partition key. For a disabled endpoint they wait\n" +
 			"until it is enabled; `update NAME --enabled=true` replays by itself.",
 		Args: endpointName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := e.openWebhooks(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, args []string) error {
 			n, err := s.store.Replay(ctx, args[0])
 			if err != nil {
 				if n > 0 {
@@ -649,6 +633,6 @@ func webhooksReplayCmd(e env, f *webhooksFlags) *cobra.Command {
 				fmt.Fprintf(e.stdout, "it is disabled: they wait until `herald webhooks update %s --enabled=true`\n", ep.Name)
 			}
 			return nil
-		},
+		}),
 	}
 }
