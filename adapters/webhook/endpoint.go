@@ -65,41 +65,72 @@ func (g *guard) validate(eps []Endpoint) ([]*endpoint, error) {
 		seen[name] = true
 		e, err := g.validateOne(ep)
 		if err != nil {
-			return nil, fmt.Errorf("endpoint %q: %w", name, err)
+			return nil, err
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-func (g *guard) validateOne(ep Endpoint) (*endpoint, error) {
+// InvalidEndpointError is why New or SetEndpoints refused an Endpoint, with
+// the field at fault, so that a caller managing endpoints (an admin API)
+// can name the field in its own terms.
+type InvalidEndpointError struct {
+	Endpoint string // its Name
+	Field    string // "url", "secrets", "types" or "headers"
+	Err      error
+}
+
+func (e *InvalidEndpointError) Error() string {
+	return fmt.Sprintf("endpoint %q: %v", e.Endpoint, e.Err)
+}
+func (e *InvalidEndpointError) Unwrap() error { return e.Err }
+
+// Validate checks endpoints as New would with opts (names, the SSRF
+// guard's static URL rules, secrets, type globs, headers) without building
+// a Publisher. A refused endpoint is an *InvalidEndpointError.
+func Validate(endpoints []Endpoint, opts ...Option) error {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	if _, err := cfg.guard.validate(endpoints); err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	return nil
+}
+
+func (g *guard) validateOne(ep Endpoint) (*endpoint, *InvalidEndpointError) {
+	bad := func(field string, err error) (*endpoint, *InvalidEndpointError) {
+		return nil, &InvalidEndpointError{Endpoint: ep.Name, Field: field, Err: err}
+	}
 	u, err := g.checkURL(ep.URL)
 	if err != nil {
-		return nil, err
+		return bad("url", err)
 	}
 	if len(ep.Secrets) == 0 {
-		return nil, errors.New("at least one secret is required")
+		return bad("secrets", errors.New("at least one secret is required"))
 	}
 	for i, s := range ep.Secrets {
 		if len(s) < webhooks.MinSecretSize || len(s) > webhooks.MaxSecretSize {
-			return nil, fmt.Errorf("secret %d: %d bytes, want %d to %d", i, len(s), webhooks.MinSecretSize, webhooks.MaxSecretSize)
+			return bad("secrets", fmt.Errorf("secret %d: %d bytes, want %d to %d", i, len(s), webhooks.MinSecretSize, webhooks.MaxSecretSize))
 		}
 	}
 	if err := event.ValidateTypeGlobs(ep.Types); err != nil {
-		return nil, err
+		return bad("types", err)
 	}
 	h := http.Header{}
 	for k, v := range ep.Headers {
 		ck := http.CanonicalHeaderKey(k)
 		switch {
 		case k == "" || strings.ContainsAny(k, " \t\r\n:"):
-			return nil, fmt.Errorf("invalid header name %q", k)
+			return bad("headers", fmt.Errorf("invalid header name %q", k))
 		case strings.ContainsAny(v, "\r\n"):
-			return nil, fmt.Errorf("header %q: value contains a line break", k)
+			return bad("headers", fmt.Errorf("header %q: value contains a line break", k))
 		}
 		for _, r := range reservedHeaders() {
 			if ck == r {
-				return nil, fmt.Errorf("header %q is set by the publisher", k)
+				return bad("headers", fmt.Errorf("header %q is set by the publisher", k))
 			}
 		}
 		h.Set(ck, v)

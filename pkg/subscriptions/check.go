@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -24,44 +25,19 @@ func Validator(opts ...webhook.Option) func(Endpoint) error {
 		if err != nil {
 			return err
 		}
-		pub, err := webhook.New([]webhook.Endpoint{ep}, opts...)
-		if err != nil {
-			return &FieldError{Field: fieldOf(err), Reason: configKeys.Replace(strings.TrimPrefix(unwrapName(err), "webhook: "))}
+		err = webhook.Validate([]webhook.Endpoint{ep}, opts...)
+		var ie *webhook.InvalidEndpointError
+		if errors.As(err, &ie) {
+			return &FieldError{Field: ie.Field, Reason: configKeys.Replace(ie.Err.Error())}
 		}
-		return pub.Close()
+		return err
 	}
 }
 
-// configKeys names, in the adapter's messages, the config keys an operator
+// configKeys names, in the guard's messages, the config keys an operator
 // sets instead of the Go options behind them.
 var configKeys = strings.NewReplacer("WithAllowHTTPHosts", "subscriptions.allow_http_hosts",
 	"WithAllowCIDRs", "subscriptions.allow_cidrs")
-
-// fieldOf guesses which field a webhook validation error is about, so the
-// caller's message names it.
-func fieldOf(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "header"):
-		return "headers"
-	case strings.Contains(msg, "glob"):
-		return "types"
-	case strings.Contains(msg, "secret"):
-		return "secrets"
-	default:
-		return "url"
-	}
-}
-
-// unwrapName drops the adapter's "endpoint "webhook:x": " prefix, which
-// would only repeat the name the caller already knows.
-func unwrapName(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, `": `); i >= 0 && strings.Contains(msg[:i], "endpoint \"") {
-		return msg[i+3:]
-	}
-	return msg
-}
 
 // TestEventType is the type of the event [Test] sends.
 const TestEventType = "io.herald.webhook.test"
