@@ -17,6 +17,26 @@ import (
 	"github.com/heraldhq/herald/pkg/outbox"
 )
 
+// migrateAndOpen runs `herald migrate` with config, whose SQLite outbox is
+// dir/outbox.db, and opens that outbox, closed at cleanup.
+func migrateAndOpen(t *testing.T, config, dir string) (*gorm.DB, *outbox.Store) {
+	t.Helper()
+	if res := herald(context.Background(), t, nil, "migrate", "--config", config); res.code != exitOK {
+		t.Fatalf("migrate: %+v", res)
+	}
+	db, err := outbox.OpenSQLite(filepath.Join(dir, "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	store, err := outbox.NewStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, store
+}
+
 // deadLetterOutbox is a migrated SQLite outbox behind a config file, holding
 // one pending event and the given number of dead ones.
 type deadLetterOutbox struct {
@@ -32,19 +52,8 @@ func newDeadLetterOutbox(t *testing.T, deadCount int) deadLetterOutbox {
 	ctx := context.Background()
 	dir := t.TempDir()
 	o := deadLetterOutbox{config: sqliteConfig(t, dir)}
-	if res := herald(ctx, t, nil, "migrate", "--config", o.config); res.code != exitOK {
-		t.Fatalf("migrate: %+v", res)
-	}
-	db, err := outbox.OpenSQLite(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { _ = sqlDB.Close() })
-	o.db = db
-	if o.store, err = outbox.NewStore(db); err != nil {
-		t.Fatal(err)
-	}
+	o.db, o.store = migrateAndOpen(t, o.config, dir)
+	db := o.db
 	for i := range deadCount + 1 {
 		ev, err := event.New("io.herald.test.thing.created", "/test", map[string]int{"n": i})
 		if err != nil {

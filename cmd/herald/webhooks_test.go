@@ -44,19 +44,7 @@ log:
 subscriptions:
   allow_cidrs: ["127.0.0.1/32"]
 `)}
-	if res := herald(context.Background(), t, nil, "migrate", "--config", o.config); res.code != exitOK {
-		t.Fatalf("migrate: %+v", res)
-	}
-	db, err := outbox.OpenSQLite(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { _ = sqlDB.Close() })
-	o.db = db
-	if o.store, err = outbox.NewStore(db); err != nil {
-		t.Fatal(err)
-	}
+	o.db, o.store = migrateAndOpen(t, o.config, dir)
 	return o
 }
 

@@ -17,29 +17,12 @@ import (
 
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/testlog"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/subscriptions"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
-
-// lockedBuffer is a log sink the test reads while Herald writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // receiver is a partner's endpoint: it answers with status() and records
 // what arrived, checking every signature against the secrets it holds.
@@ -131,7 +114,7 @@ func TestStoredEndpointIsDisabledReenabledAndReplayedInOrder(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

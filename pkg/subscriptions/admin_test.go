@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/internal/testdb"
+	"github.com/heraldhq/herald/internal/testlog"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/subscriptions"
@@ -41,37 +41,18 @@ const (
 // http, as the test receivers are.
 var adminLocal = webhook.WithAllowCIDRs("127.0.0.1/32")
 
-// adminLog collects log lines; the server's goroutines write while the
-// test reads.
-type adminLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *adminLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *adminLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type adminEnv struct {
 	db      testdb.DB
 	srv     *httptest.Server
 	changes atomic.Int32
-	log     *adminLog
+	log     *testlog.Buffer
 }
 
 // newAdminEnv serves the admin API over a fresh SQLite outbox, with a real
 // tester unless opts say otherwise.
 func newAdminEnv(t *testing.T, opts ...subscriptions.AdminOption) *adminEnv {
 	t.Helper()
-	env := &adminEnv{db: testdb.Migrated(t, "sqlite"), log: &adminLog{}}
+	env := &adminEnv{db: testdb.Migrated(t, "sqlite"), log: &testlog.Buffer{}}
 	ob, err := outbox.NewStore(env.db.Gorm)
 	if err != nil {
 		t.Fatal(err)
