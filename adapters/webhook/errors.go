@@ -13,6 +13,10 @@ import (
 var (
 	// ErrClosed is reported for every message published after Close.
 	ErrClosed = errors.New("webhook: publisher closed")
+	// ErrNotSubscribed: no endpoint subscribes to the event's type, e.g.
+	// an endpoint's types were narrowed after the event was routed to it.
+	// The event is dead-lettered, never counted as delivered.
+	ErrNotSubscribed = errors.New("webhook: no endpoint subscribes to the event type")
 	// ErrTooLarge is wrapped (with adapters.ErrPermanent) when a payload
 	// exceeds the maximum body size; it is sent to no endpoint.
 	ErrTooLarge = errors.New("webhook: payload too large")

@@ -48,8 +48,10 @@ func ExampleNew() {
 		{ID: "evt-1", Type: "io.herald.portal.input_port.created", Payload: []byte(`{"specversion":"1.0","id":"evt-1"}`)},
 		{ID: "evt-2", Type: "io.herald.billing.paid", Payload: []byte(`{"specversion":"1.0","id":"evt-2"}`)},
 	})
+	// evt-2's type is not subscribed: it is not sent, and fails for good
+	// rather than count as delivered.
 	fmt.Println(res[0].Err, res[1].Err)
 	// Output:
 	// received evt-1
-	// <nil> <nil>
+	// <nil> permanent: webhook: no endpoint subscribes to the event type: io.herald.billing.paid
 }

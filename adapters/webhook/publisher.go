@@ -113,7 +113,9 @@ func (p *Publisher) SetEndpoints(endpoints []Endpoint) error {
 
 // Publish sends each message to every enabled endpoint whose Types match its
 // type and returns one Result per message. A message is sent when every such
-// endpoint answered 2xx; a message no endpoint subscribes to counts as sent.
+// endpoint answered 2xx; a message no endpoint subscribes to fails
+// permanently (ErrNotSubscribed): nothing was sent, so it must not count as
+// delivered.
 // An endpoint disabled after a 410 fails its messages permanently (ErrGone)
 // until SetEndpoints, so they are kept as dead letters for replay.
 //
@@ -198,6 +200,9 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		if err := combine(failed); err != nil {
 			res[i].Err = err
 			res[i].RetryAfter, _ = RetryAfter(err)
+		}
+		if sendable[i] && !subscribed(eps, m.Type) && !subscribed(disabled, m.Type) {
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %s", ErrNotSubscribed, m.Type))
 		}
 	}
 	now := p.cfg.now()
@@ -465,4 +470,13 @@ func (p *Publisher) Close() error {
 	p.inflight.Wait()
 	p.transport.CloseIdleConnections()
 	return nil
+}
+
+func subscribed(eps []*endpoint, eventType string) bool {
+	for _, e := range eps {
+		if e.matches(eventType) {
+			return true
+		}
+	}
+	return false
 }

@@ -63,7 +63,6 @@ type enrichSetup struct {
 	db, portal *gorm.DB // portal is nil when it is the outbox's database
 	enricher   *enricher.Enricher
 	opts       []enricher.SourceOption
-	routing    *app.Routing
 	close      func()
 }
 
@@ -75,7 +74,7 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 	log := e.logger(cfg.Log)
 	// The rules are checked before the database is opened, so that a bad
 	// rules file is a usage error whatever the database's state.
-	if _, err := app.EnricherOptions(cfg, f.rules, nil); err != nil {
+	if _, err := app.EnricherOptions(cfg, f.rules); err != nil {
 		return nil, usageError{err}
 	}
 	db, err := app.OpenDB(cfg.Database)
@@ -93,13 +92,9 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		s.close()
 		return nil, fmt.Errorf("%w: database at version %d, this binary needs %d: run `herald migrate`", app.ErrSchemaOutdated, cur, latest)
 	}
-	// Events go to the config's destinations and to the webhook endpoints
-	// stored in the database.
-	if s.routing, err = app.NewRouting(ctx, cfg, db, log); err != nil {
-		s.close()
-		return nil, err
-	}
-	eopts, err := app.EnricherOptions(cfg, f.rules, s.routing)
+	// Events are written once, for main; serve's relay fans them out to
+	// the other destinations.
+	eopts, err := app.EnricherOptions(cfg, f.rules)
 	if err != nil {
 		s.close()
 		return nil, usageError{err}
@@ -163,14 +158,7 @@ func enrichTailCmd(e env, f *enrichFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// The tail runs for days: endpoints registered meanwhile must
-			// get their events too.
-			ctx, stopRefreshing := context.WithCancel(cmd.Context())
-			var wg sync.WaitGroup
-			wg.Go(func() { s.routing.Refreshing(ctx) })
-			defer wg.Wait()
-			defer stopRefreshing()
-			return tail.Run(ctx)
+			return tail.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "poll-interval", enricher.DefaultPollInterval, "time between polls of the audit table")

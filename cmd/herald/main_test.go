@@ -123,7 +123,7 @@ func TestServeRefusesAnOutdatedSchemaThenRelaysAfterMigrate(t *testing.T) {
 	if res.code != exitError || !strings.Contains(res.stderr, "run `herald migrate`") {
 		t.Fatalf("serve on an empty database: %+v", res)
 	}
-	if res := herald(ctx, t, nil, "migrate", "--config", cfg); res.code != exitOK || !strings.Contains(res.stdout, "applied migrations [1 2 3 4 5]") {
+	if res := herald(ctx, t, nil, "migrate", "--config", cfg); res.code != exitOK || !strings.Contains(res.stdout, "applied migrations [1 2 3 4 5 6]") {
 		t.Fatalf("migrate: %+v", res)
 	}
 	if res := herald(ctx, t, nil, "migrate", "--config", cfg); res.code != exitOK || !strings.Contains(res.stdout, "up to date") {
@@ -207,8 +207,13 @@ func TestStatusShowsBacklogDeadLettersAndBroker(t *testing.T) {
 		_ = outbox.Write(ctx, db, ev)
 	}
 	store, _ := outbox.NewStore(db)
-	rows, _ := store.Claim(ctx, "r", 1, time.Minute)
-	_, _ = store.Complete(ctx, "r", []outbox.Outcome{{Seq: rows[0].Seq, Err: errors.New("too large for the broker"), Dead: true}})
+	rows, err := store.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 1})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("read: %d rows, %v", len(rows), err)
+	}
+	if err := store.Record(ctx, []outbox.Outcome{{Seq: rows[0].Seq, Err: errors.New("too large for the broker"), Dead: true}}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The stream does not exist yet (nothing provisioned it): status says so.
 	res := herald(ctx, t, nil, "status", "--config", cfg)

@@ -201,20 +201,18 @@ func outboxStatsCmd(e env, f *outboxFlags) *cobra.Command {
 // rowJSON is one row of `outbox list --output json`; its field names are a
 // contract with scripts. Optional values are null rather than absent.
 type rowJSON struct {
-	Seq            int64           `json:"seq"`
-	Destination    string          `json:"destination"`
-	EventID        string          `json:"event_id"`
-	Type           string          `json:"type"`
-	PartitionKey   string          `json:"partition_key"`
-	State          outbox.State    `json:"state"`
-	Attempts       int             `json:"attempts"`
-	CreatedAt      time.Time       `json:"created_at"`
-	AvailableAt    time.Time       `json:"available_at"`
-	LeaseOwner     *string         `json:"lease_owner"`
-	LeaseExpiresAt *time.Time      `json:"lease_expires_at"`
-	DeliveredAt    *time.Time      `json:"delivered_at"`
-	LastError      *string         `json:"last_error"`
-	Event          json.RawMessage `json:"event"` // the stored CloudEvent, as written
+	Seq          int64           `json:"seq"`
+	Destination  string          `json:"destination"`
+	EventID      string          `json:"event_id"`
+	Type         string          `json:"type"`
+	PartitionKey string          `json:"partition_key"`
+	State        outbox.State    `json:"state"`
+	Attempts     int             `json:"attempts"`
+	CreatedAt    time.Time       `json:"created_at"`
+	AvailableAt  time.Time       `json:"available_at"`
+	DeliveredAt  *time.Time      `json:"delivered_at"`
+	LastError    *string         `json:"last_error"`
+	Event        json.RawMessage `json:"event"` // the stored CloudEvent, as written
 }
 
 func newRowJSON(r outbox.Row) rowJSON {
@@ -239,7 +237,6 @@ func newRowJSON(r outbox.Row) rowJSON {
 	return rowJSON{
 		Seq: r.Seq, Destination: r.Destination, EventID: r.EventID, Type: r.EventType, PartitionKey: r.PartitionKey, State: r.State,
 		Attempts: r.Attempts, CreatedAt: r.CreatedAt, AvailableAt: r.AvailableAt,
-		LeaseOwner: optString(r.LeaseOwner), LeaseExpiresAt: optTime(r.LeaseExpiresAt),
 		DeliveredAt: optTime(r.DeliveredAt), LastError: optString(r.LastError), Event: ev,
 	}
 }
@@ -327,8 +324,8 @@ func writeRowTable(w io.Writer, rows []outbox.Row, now time.Time) {
 	fmt.Fprintln(tw, "SEQ\tDESTINATION\tEVENT ID\tTYPE\tSTATE\tATTEMPTS\tAGE\tLAST ERROR")
 	for _, r := range rows {
 		state := string(r.State)
-		if r.State == outbox.StatePending && r.LeaseOwner != "" && r.AvailableAt.After(now) {
-			state = "in flight"
+		if r.State == outbox.StatePending && r.AvailableAt.After(now) {
+			state = "backoff"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Seq, r.Destination, r.EventID, r.EventType, state, r.Attempts,
 			humanAge(now.Sub(r.CreatedAt)), oneLine(r.LastError, 60))

@@ -68,15 +68,15 @@ func newDeadLetterOutbox(t *testing.T, deadCount int) deadLetterOutbox {
 			o.pending = ev.ID
 		}
 	}
-	claimed, err := o.store.Claim(ctx, "relay", deadCount, time.Minute)
-	if err != nil || len(claimed) != deadCount {
-		t.Fatalf("claim: %d rows, %v", len(claimed), err)
+	read, err := o.store.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: deadCount})
+	if err != nil || len(read) != deadCount {
+		t.Fatalf("read: %d rows, %v", len(read), err)
 	}
 	var outcomes []outbox.Outcome
-	for _, r := range claimed {
+	for _, r := range read {
 		outcomes = append(outcomes, outbox.Outcome{Seq: r.Seq, Err: errors.New("broker said no"), Dead: true})
 	}
-	if _, err := o.store.Complete(ctx, "relay", outcomes); err != nil {
+	if err := o.store.Record(ctx, outcomes); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -109,9 +109,14 @@ func TestOutboxRetryAllMakesDeadLettersPendingAgain(t *testing.T) {
 			t.Errorf("retried row %s = state %s, attempts %d, last error %q; want pending, 0, the old error", id, r.State, r.Attempts, r.LastError)
 		}
 	}
-	claimed, err := o.store.Claim(ctx, "relay-2", 10, time.Minute)
-	if err != nil || len(claimed) != 3 {
-		t.Errorf("claim after retry: %d rows, %v; want the 2 retried and the pending one", len(claimed), err)
+	read, err := o.store.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 10})
+	if err != nil || len(read) != 3 {
+		t.Errorf("read after retry: %d rows, %v; want the 2 retried and the pending one", len(read), err)
+	}
+	for _, r := range read {
+		if r.AvailableAt.After(time.Now()) {
+			t.Errorf("row %s read after retry waits until %v, want it available now", r.EventID, r.AvailableAt)
+		}
 	}
 
 	res = herald(ctx, t, nil, "outbox", "retry", "--all", "--config", o.config)
@@ -126,15 +131,18 @@ func TestOutboxRetryOneDestination(t *testing.T) {
 	ctx := context.Background()
 	o := newDeadLetterOutbox(t, 2)
 	ev, _ := event.New("io.herald.test.port.approved", "/test", map[string]int{"n": 9})
-	if err := outbox.WriteRouted(ctx, o.db, outbox.Routes{{Destination: "partner"}}, ev); err != nil {
+	if err := outbox.Write(ctx, o.db, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.store.Route(ctx, outbox.AllBuckets(), outbox.Routes{{Destination: "partner", Types: []string{ev.Type}}}, 10); err != nil {
 		t.Fatal(err)
 	}
 	partner := o.store.ForDestination("partner")
-	claimed, err := partner.Claim(ctx, "relay", 10, time.Minute)
-	if err != nil || len(claimed) != 1 {
-		t.Fatalf("partner claim: %d rows, %v", len(claimed), err)
+	read, err := partner.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 10})
+	if err != nil || len(read) != 1 {
+		t.Fatalf("partner read: %d rows, %v", len(read), err)
 	}
-	if _, err := partner.Complete(ctx, "relay", []outbox.Outcome{{Seq: claimed[0].Seq, Err: errors.New("410 Gone"), Dead: true}}); err != nil {
+	if err := partner.Record(ctx, []outbox.Outcome{{Seq: read[0].Seq, Err: errors.New("410 Gone"), Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -288,6 +296,35 @@ func TestOutboxTextOutput(t *testing.T) {
 	}
 	if r := o.state(t, o.pending); r.State != outbox.StatePending {
 		t.Errorf("pending row after purges: %+v", r)
+	}
+}
+
+// A pending row waiting out a backoff is listed as "backoff", so an
+// operator tells a failing event from one merely queued.
+func TestOutboxListShowsRowsInBackoff(t *testing.T) {
+	ctx := context.Background()
+	o := newDeadLetterOutbox(t, 0)
+	ev, _ := event.New("io.herald.test.thing.created", "/test", map[string]int{"n": 1})
+	if err := outbox.Write(ctx, o.db, ev); err != nil {
+		t.Fatal(err)
+	}
+	failing := o.state(t, ev.ID)
+	if err := o.store.Record(ctx, []outbox.Outcome{{Seq: failing.Seq, Err: errors.New("503 from broker"), RetryAt: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	queued := o.state(t, o.pending)
+	res := herald(ctx, t, nil, "outbox", "list", "--pending", "--config", o.config)
+	if res.code != exitOK {
+		t.Fatalf("list --pending: %+v", res)
+	}
+	for _, want := range []string{
+		jsonNumber(queued.Seq) + "    main         " + o.pending + "  io.herald.test.thing.created  pending  0  ",
+		jsonNumber(failing.Seq) + "    main         " + ev.ID + "  io.herald.test.thing.created  backoff  1  ",
+		"503 from broker",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("list --pending lacks %q:\n%s", want, res.stdout)
+		}
 	}
 }
 

@@ -84,7 +84,12 @@ func (o webhooksOutbox) write(t *testing.T, endpoint string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := outbox.WriteRouted(context.Background(), o.db, outbox.Routes{{Destination: subscriptions.Destination(endpoint)}}, ev); err != nil {
+	if err := outbox.Write(context.Background(), o.db, ev); err != nil {
+		t.Fatal(err)
+	}
+	// Fanned out as serve's main relay does.
+	store, _ := outbox.NewStore(o.db)
+	if _, err := store.Route(context.Background(), outbox.AllBuckets(), outbox.Routes{{Destination: subscriptions.Destination(endpoint)}}, 10); err != nil {
 		t.Fatal(err)
 	}
 	return ev.ID

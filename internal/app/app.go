@@ -131,7 +131,7 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", ops)
 	if a.Config.HTTP.IngestToken != "" {
-		eopts, err := EnricherOptions(a.Config, "", a.Routing)
+		eopts, err := EnricherOptions(a.Config, "")
 		if err != nil {
 			return nil, err
 		}
@@ -292,9 +292,13 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 		return producer.New(a.Store.ForDestination(d.Name), pub, append(opts, extra...)...)
 	}
-	// Only the main relay prunes kept delivered rows: pruning covers the
-	// whole table.
-	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)))
+	if a.Routing, err = NewRouting(ctx, cfg, a.DB, log); err != nil {
+		return nil, err
+	}
+	// Only the main relay prunes kept delivered rows, since pruning covers
+	// the whole table, and only it fans events out to the other
+	// destinations: writers write every event once, for main.
+	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)), producer.WithRouter(a.Routing))
 	a.Relays = []*producer.Relay{a.Relay}
 	for _, d := range cfg.Destinations {
 		pub, err := connectAdapter(ctx, d, log.With("destination", d.Name), a.announceDisabled(d))
@@ -303,9 +307,6 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 		a.closers = append(a.closers, pub.Close)
 		a.Relays = append(a.Relays, newRelay(d, pub))
-	}
-	if a.Routing, err = NewRouting(ctx, cfg, a.DB, log); err != nil {
-		return nil, err
 	}
 	a.Subscriptions = a.Routing.store
 	fleetOpts := slices.Clone(relayOpts)
@@ -561,11 +562,8 @@ func (a *App) Close() error {
 // --rules), else of enricher.rules_file, else none, which keeps the
 // built-in catalogue. An unreadable or invalid file is an error naming
 // where it came from.
-func EnricherOptions(cfg config.Config, rulesFlag string, router outbox.Router) ([]enricher.Option, error) {
+func EnricherOptions(cfg config.Config, rulesFlag string) ([]enricher.Option, error) {
 	var opts []enricher.Option
-	if router != nil {
-		opts = append(opts, enricher.WithRouter(router))
-	}
 	path, key := cfg.Enricher.RulesFile, "enricher.rules_file"
 	if rulesFlag != "" {
 		path, key = rulesFlag, "--rules"

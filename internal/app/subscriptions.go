@@ -74,6 +74,9 @@ func (r *Routing) Destinations(eventType string) []string {
 	return append(r.static.Destinations(eventType), r.stored.Destinations(eventType)...)
 }
 
+// Empty implements outbox.Router.
+func (r *Routing) Empty() bool { return r.static.Empty() && r.stored.Empty() }
+
 // Refresh reads the stored endpoints again.
 func (r *Routing) Refresh(ctx context.Context) error {
 	eps, err := r.store.List(ctx)

@@ -151,7 +151,7 @@ func TestStoredEndpointIsDisabledReenabledAndReplayedInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := outbox.WriteRouted(ctx, a.DB, a.Routing, ev); err != nil {
+			if err := outbox.Write(ctx, a.DB, ev); err != nil {
 				t.Fatal(err)
 			}
 			want = append(want, ev)
@@ -291,7 +291,7 @@ func TestStoredEndpointChangesApplyWithoutRestart(t *testing.T) {
 		t.Helper()
 		ev, _ := event.New("io.herald.test.port.updated", "/test", map[string]int{"n": 1})
 		eventually(t, "the routing to know the endpoint", func() bool { return len(a.Routing.Destinations(ev.Type)) == 1 })
-		if err := outbox.WriteRouted(ctx, a.DB, a.Routing, ev); err != nil {
+		if err := outbox.Write(ctx, a.DB, ev); err != nil {
 			t.Fatal(err)
 		}
 		a.Notify()

@@ -116,7 +116,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 
 	sum := Summary{AuditRecords: len(records), Unmapped: map[string]int{}}
 	written := map[string][]byte{}
-	enr := enricher.New(enricher.WithLogger(opts.Logger), enricher.WithRouter(a.Routing))
+	enr := enricher.New(enricher.WithLogger(opts.Logger))
 	for _, rec := range records {
 		var evs []event.Event
 		err := a.DB.Transaction(func(tx *gorm.DB) error {

@@ -73,7 +73,7 @@ func New(store *outbox.Store) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 		}, dest),
 		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_lease_takeovers_total", Help: "Rows claimed again after their relay vanished without recording an outcome.",
+			Name: "herald_lease_takeovers_total", Help: "Buckets taken over from a relay that stopped renewing its lease; their unrecorded events are published again.",
 		}, dest),
 		leaseLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_lease_lost_total", Help: "Outcomes not recorded because another relay had taken the rows over.",

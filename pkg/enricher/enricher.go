@@ -50,7 +50,6 @@ type Enricher struct {
 	log        *slog.Logger
 	rules      Rules
 	custom     map[string]EnrichFunc
-	router     outbox.Router
 }
 
 // Option configures an [Enricher].
@@ -86,11 +85,6 @@ func WithLogger(l *slog.Logger) Option {
 // WithRules replaces the mapping table (default: [DefaultRules]), e.g. with
 // one read by [ParseRules] from the configuration at boot.
 func WithRules(r Rules) Option { return func(e *Enricher) { e.rules = r } }
-
-// WithRouter makes the enricher write each event also for the destinations
-// r routes its type to (outbox.WriteRouted), e.g. the config's route table.
-// Default: the main destination only.
-func WithRouter(r outbox.Router) Option { return func(e *Enricher) { e.router = r } }
 
 // WithCustom makes fn the enricher of action, ahead of any rule for it: the
 // Go extension point for what a declarative rule cannot say. A nil fn
@@ -203,7 +197,7 @@ func (e *Enricher) Record(ctx context.Context, tx *gorm.DB, rec AuditRecord) ([]
 	if err != nil {
 		return nil, err
 	}
-	if err := outbox.WriteRouted(ctx, tx, e.router, evs...); err != nil {
+	if err := outbox.Write(ctx, tx, evs...); err != nil {
 		return nil, fmt.Errorf("audit record %s (%s): %w", rec.ID, rec.Name, err)
 	}
 	return evs, nil

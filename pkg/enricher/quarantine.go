@@ -177,7 +177,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 			var err error
 			evs, err = p.e.Events(ctx, p.lookupDB(tx), in.rec)
 			if err == nil {
-				err = outbox.WriteRouted(ctx, tx, p.e.router, evs...)
+				err = outbox.Write(ctx, tx, evs...)
 				if err != nil && !errors.Is(err, event.ErrInvalid) {
 					return fmt.Errorf("audit record %s: %w", key, err)
 				}
@@ -512,7 +512,7 @@ func (q *Quarantine) retry(ctx context.Context, row Quarantined) (Result, error)
 		var err error
 		evs, err = p.e.Events(ctx, p.lookupDB(tx), rec)
 		if err == nil {
-			err = outbox.WriteRouted(ctx, tx, p.e.router, evs...)
+			err = outbox.Write(ctx, tx, evs...)
 			if err != nil && !errors.Is(err, event.ErrInvalid) {
 				return fmt.Errorf("retry %s: %w", row.ID, err)
 			}

@@ -4,7 +4,7 @@ package outbox
 // replay dead letters and purge what is finished. They run against the live
 // table while relays work, so every change is made in batches, each one
 // short statement of its own: a purge of millions of rows never holds locks
-// long enough to stall a relay's claim or a producer's INSERT.
+// long enough to stall a relay's read and delete or a producer's INSERT.
 //
 // Batches select their seqs first and then UPDATE or DELETE by seq, rather
 // than in one statement with a LIMIT subquery, because MySQL forbids LIMIT
@@ -40,7 +40,8 @@ type TypeStats struct {
 	Type        string
 	// Pending counts every pending row: waiting, in backoff or in flight.
 	Pending int
-	// InFlight counts pending rows a relay holds a live lease on.
+	// InFlight counts pending rows a running relay has taken on: their
+	// bucket is leased.
 	InFlight  int
 	Dead      int
 	Delivered int // only with WithKeepDelivered
@@ -52,9 +53,10 @@ type TypeStats struct {
 // TypeStats counts rows per destination, event type and state, ordered by
 // destination and type.
 func (s *Store) TypeStats(ctx context.Context) ([]TypeStats, error) {
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT destination, event_type, state, COUNT(*), MIN(created_at),
-  COUNT(CASE WHEN lease_owner IS NOT NULL AND available_at > ? THEN 1 END)
-FROM herald_outbox GROUP BY destination, event_type, state`, s.d.encodeTime(s.now())).Rows()
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT o.destination, o.event_type, o.state, COUNT(*), MIN(o.created_at), COUNT(b.owner)
+FROM herald_outbox o LEFT JOIN herald_outbox_buckets b
+  ON b.destination = o.destination AND b.bucket = o.bucket AND b.owner IS NOT NULL AND b.expires_at > ?
+GROUP BY o.destination, o.event_type, o.state`, s.d.encodeTime(s.now())).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("outbox type stats: %w", err)
 	}
@@ -204,8 +206,8 @@ func (s *Store) Count(ctx context.Context, f Filter) (int, error) {
 }
 
 // Retry gives dead rows matching f another life: they become pending with
-// attempts 0, available at once and without a lease, so the next claim takes
-// them. last_error is kept: it is the row's history, and the next outcome
+// attempts 0, available at once, so the relay holding their bucket takes
+// them on its next pass. last_error is kept: it is the row's history, and the next outcome
 // overwrites it anyway. f.State must be empty or dead; pending and delivered
 // rows are never touched, so retrying everything while relays run is safe.
 //
@@ -227,7 +229,7 @@ func (s *Store) Retry(ctx context.Context, f Filter, progress func(done int)) (i
 	}
 	n, err := s.inBatches(ctx, c, f.AfterSeq, f.Limit, f.BatchSize, progress, func(match conds) (int64, error) {
 		res := s.db.WithContext(ctx).Exec(`UPDATE herald_outbox
-SET state = 'pending', attempts = 0, available_at = ?, lease_owner = NULL, lease_expires_at = NULL`+match.where(),
+SET state = 'pending', attempts = 0, available_at = ?`+match.where(),
 			append([]any{s.d.encodeTime(s.now())}, match.args...)...)
 		return res.RowsAffected, res.Error
 	})
@@ -245,9 +247,8 @@ type PurgeFilter struct {
 	Destination string // "" for every destination
 	Type        string // an exact event type; "" for every type
 	// OlderThan, when set, keeps rows that finished at or after it: delivered
-	// rows by delivered_at; dead rows by their last attempt (available_at,
-	// which a claim moves to its lease's end and so is never before the
-	// row died), so a dead letter is not purged before anyone had a chance
+	// rows by delivered_at; dead rows by when they died (available_at,
+	// which the relay sets to that moment), so a dead letter is not purged before anyone had a chance
 	// to look at it however old its event is.
 	OlderThan time.Time
 	// BatchSize is the rows deleted per statement; 0 means DefaultBatchSize.

@@ -41,7 +41,18 @@ var adminFixture = []seed{
 	{typeBeta, "dead"},
 }
 
-const seedLease = time.Hour
+const (
+	// seedLease is how long the seeder leases the in-flight row's bucket.
+	seedLease = time.Hour
+	// seedBackoff is how far ahead a dead row's last attempt was due: each
+	// failed once and waited that long before it died.
+	seedBackoff = time.Hour
+	// inFlightKey is the partition key of in-flight rows, whose bucket
+	// differs from that of the other rows (key '') wherever buckets differ
+	// (TestBucketIsComputedFromThePartitionKey checks it). On SQLite every
+	// row shares bucket 0, and so every pending row is in flight.
+	inFlightKey = "L"
+)
 
 type seeded struct {
 	db    *gorm.DB // for a second Store with other options over the same rows
@@ -51,8 +62,9 @@ type seeded struct {
 
 // seedOutbox writes one event per seed into a fresh outbox of the dialect
 // and drives each to its state through the relay's own calls, so the rows
-// look exactly as they do in production: one claim of everything, then
-// Complete (dead or delivered), Release (pending) or nothing (in flight).
+// look exactly as they do in production: one read of everything, then
+// Record (a failure and then death, or delivery), nothing (pending), or a
+// lease of the row's bucket (in flight).
 func seedOutbox(t *testing.T, dialect string, seeds []seed) seeded {
 	t.Helper()
 	ctx := context.Background()
@@ -63,7 +75,11 @@ func seedOutbox(t *testing.T, dialect string, seeds []seed) seeded {
 	}
 	ids := make([]string, len(seeds))
 	for i, sd := range seeds {
-		ev, err := event.New(sd.typ, "/test", map[string]int{"n": i})
+		var opts []event.Option
+		if sd.state == "in-flight" {
+			opts = append(opts, event.WithPartitionKey(inFlightKey))
+		}
+		ev, err := event.New(sd.typ, "/test", map[string]int{"n": i}, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,37 +89,59 @@ func seedOutbox(t *testing.T, dialect string, seeds []seed) seeded {
 		}
 		ids[i] = ev.ID
 	}
-	claimed, err := store.Claim(ctx, "seeder", len(seeds), seedLease)
-	if err != nil || len(claimed) != len(seeds) {
-		t.Fatalf("claim %d seeded rows: got %d, %v", len(seeds), len(claimed), err)
+	read, err := store.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: len(seeds)})
+	if err != nil || len(read) != len(seeds) {
+		t.Fatalf("read %d seeded rows: got %d, %v", len(seeds), len(read), err)
 	}
 	seqOf := map[string]int64{}
-	for _, r := range claimed {
+	for _, r := range read {
 		seqOf[r.EventID] = r.Seq
 	}
-	var outcomes []outbox.Outcome
-	var release []int64
+	var failed, finished []outbox.Outcome
+	var inFlight []int64
 	for i, sd := range seeds {
 		seq := seqOf[ids[i]]
 		switch sd.state {
 		case "dead":
-			outcomes = append(outcomes, outbox.Outcome{Seq: seq, Err: fmt.Errorf("broker rejected row %d", i), Dead: true})
+			failed = append(failed, outbox.Outcome{Seq: seq, Err: errors.New("broker down"), RetryAt: time.Now().Add(seedBackoff)})
+			finished = append(finished, outbox.Outcome{Seq: seq, Err: fmt.Errorf("broker rejected row %d", i), Dead: true})
 		case "delivered":
-			outcomes = append(outcomes, outbox.Outcome{Seq: seq})
+			finished = append(finished, outbox.Outcome{Seq: seq})
 		case "pending":
-			release = append(release, seq)
 		case "in-flight":
+			inFlight = append(inFlight, seq)
 		default:
 			t.Fatalf("seed %d: unknown state %q", i, sd.state)
 		}
 	}
-	if _, err := store.Complete(ctx, "seeder", outcomes); err != nil {
-		t.Fatal(err)
+	for _, outcomes := range [][]outbox.Outcome{failed, finished} {
+		if err := store.Record(ctx, outcomes); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := store.Release(ctx, "seeder", release); err != nil {
-		t.Fatal(err)
+	if len(inFlight) > 0 {
+		leaseBucketsOf(t, db, store, inFlight)
 	}
 	return seeded{db: db, store: store, rows: snapshot(t, store, ids)}
+}
+
+// leaseBucketsOf leases the buckets of the rows seqs, and only them, to
+// "seeder" for seedLease.
+func leaseBucketsOf(t *testing.T, db *gorm.DB, store *outbox.Store, seqs []int64) {
+	t.Helper()
+	ctx := context.Background()
+	var want []int
+	if err := db.Raw(`SELECT DISTINCT bucket FROM herald_outbox WHERE seq IN ?`, seqs).Scan(&want).Error; err != nil {
+		t.Fatal(err)
+	}
+	all, err := store.Lease(ctx, "seeder", outbox.Buckets, seedLease)
+	if err != nil || len(all.Held) != outbox.Buckets {
+		t.Fatalf("seeder leased %v, %v; want every bucket", all.Held, err)
+	}
+	others := slices.DeleteFunc(all.Held, func(b int) bool { return slices.Contains(want, b) })
+	if err := store.ReleaseBuckets(ctx, "seeder", others); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // snapshot reads the rows of ids, in that order.
@@ -172,19 +210,29 @@ func TestTypeStatsCountsEachTypeByState(t *testing.T) {
 				name string
 				at   time.Duration // when the stats are taken, from now
 				want []outbox.TypeStats
+				// sqlite, when set, is what SQLite counts: its rows share
+				// one bucket, so the lease puts every pending row in flight.
+				sqlite []outbox.TypeStats
 			}{
 				{"while the lease runs", 0, []outbox.TypeStats{
 					{Destination: outbox.MainDestination, Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
 					{Destination: outbox.MainDestination, Type: typeBeta, Pending: 2, InFlight: 1, Dead: 2},
+					{Destination: outbox.MainDestination, Type: typeGamma, Delivered: 1},
+				}, []outbox.TypeStats{
+					{Destination: outbox.MainDestination, Type: typeAlpha, Pending: 1, InFlight: 1, Dead: 2, Delivered: 1},
+					{Destination: outbox.MainDestination, Type: typeBeta, Pending: 2, InFlight: 2, Dead: 2},
 					{Destination: outbox.MainDestination, Type: typeGamma, Delivered: 1},
 				}},
 				{"after the lease expired nothing is in flight", 2 * seedLease, []outbox.TypeStats{
 					{Destination: outbox.MainDestination, Type: typeAlpha, Pending: 1, Dead: 2, Delivered: 1},
 					{Destination: outbox.MainDestination, Type: typeBeta, Pending: 2, Dead: 2},
 					{Destination: outbox.MainDestination, Type: typeGamma, Delivered: 1},
-				}},
+				}, nil},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
+					if dialect == "sqlite" && tc.sqlite != nil {
+						tc.want = tc.sqlite
+					}
 					at := time.Now().Add(tc.at)
 					store, err := outbox.NewStore(s.db, outbox.WithClock(func() time.Time { return at }))
 					if err != nil {
@@ -356,28 +404,30 @@ func TestRetryMovesOnlyDeadRowsBackToPending(t *testing.T) {
 							}
 							continue
 						}
-						if got.State != outbox.StatePending || got.Attempts != 0 || got.LeaseOwner != "" || !got.LeaseExpiresAt.IsZero() {
-							t.Errorf("retried row %d = %+v, want pending, 0 attempts, no lease", i, got)
+						// Its last backoff ran an hour ahead; a retried row
+						// waits for nothing.
+						if got.State != outbox.StatePending || got.Attempts != 0 || got.AvailableAt.After(time.Now()) {
+							t.Errorf("retried row %d = %+v, want pending, 0 attempts, available now", i, got)
 						}
 						if got.LastError == "" || got.LastError != before.LastError {
 							t.Errorf("retried row %d last error = %q, want the old %q kept", i, got.LastError, before.LastError)
 						}
 					}
 
-					// The retried rows are claimable at once, with the
-					// released pending rows; the in-flight row stays leased.
-					claimed, err := s.store.Claim(ctx, "relay", 100, time.Minute)
+					// A relay reads the retried rows again, in seq order
+					// among the pending and in-flight ones.
+					read, err := s.store.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 100})
 					if err != nil {
 						t.Fatal(err)
 					}
 					var want []string
 					for i, sd := range adminFixture {
-						if sd.state == "pending" || slices.Contains(tc.want, i) {
+						if sd.state == "pending" || sd.state == "in-flight" || slices.Contains(tc.want, i) {
 							want = append(want, s.rows[i].EventID)
 						}
 					}
-					if !slices.Equal(eventIDs(claimed), want) {
-						t.Errorf("claimed %v after retry, want %v", eventIDs(claimed), want)
+					if !slices.Equal(eventIDs(read), want) {
+						t.Errorf("read %v after retry, want %v", eventIDs(read), want)
 					}
 				})
 			}
@@ -415,14 +465,15 @@ func TestPurgeDeletesFinishedRowsAndNeverPending(t *testing.T) {
 				{"dead of one type", func(time.Time) outbox.PurgeFilter {
 					return outbox.PurgeFilter{State: outbox.StateDead, Type: typeBeta}
 				}, []int{2, 8}, nil},
-				// Dead rows age from their last attempt, which the seeding
-				// claim's lease puts an hour ahead: none is older than now,
-				// though every event was created before it.
-				{"dead older than now", func(now time.Time) outbox.PurgeFilter {
-					return outbox.PurgeFilter{State: outbox.StateDead, OlderThan: now}
+				// Dead rows age from when they died (available_at, set
+				// by Record then), not from their event's creation nor
+				// from the backoff they were waiting out (an hour ahead):
+				// the seeding killed them a moment ago.
+				{"dead older than an hour ago", func(now time.Time) outbox.PurgeFilter {
+					return outbox.PurgeFilter{State: outbox.StateDead, OlderThan: now.Add(-time.Hour)}
 				}, nil, nil},
-				{"dead older than the last attempt", func(now time.Time) outbox.PurgeFilter {
-					return outbox.PurgeFilter{State: outbox.StateDead, OlderThan: now.Add(2 * seedLease)}
+				{"dead older than now", func(now time.Time) outbox.PurgeFilter {
+					return outbox.PurgeFilter{State: outbox.StateDead, OlderThan: now.Add(time.Second)}
 				}, []int{1, 2, 6, 8}, nil},
 				{"delivered older than an hour ago", func(now time.Time) outbox.PurgeFilter {
 					return outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: now.Add(-time.Hour)}
@@ -472,14 +523,14 @@ func TestPurgeDeletesFinishedRowsAndNeverPending(t *testing.T) {
 // database hands them back in its own location and precision.
 func rowsEqual(a, b outbox.Row) bool {
 	times := func(r outbox.Row) []time.Time {
-		return []time.Time{r.AvailableAt, r.LeaseExpiresAt, r.CreatedAt, r.DeliveredAt}
+		return []time.Time{r.AvailableAt, r.CreatedAt, r.DeliveredAt}
 	}
 	if !slices.EqualFunc(times(a), times(b), time.Time.Equal) {
 		return false
 	}
-	a.AvailableAt, a.LeaseExpiresAt, a.CreatedAt, a.DeliveredAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	b.AvailableAt, b.LeaseExpiresAt, b.CreatedAt, b.DeliveredAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	return a.Seq == b.Seq && a.EventID == b.EventID && a.EventType == b.EventType && a.PartitionKey == b.PartitionKey &&
-		string(a.Payload) == string(b.Payload) && a.State == b.State && a.Attempts == b.Attempts &&
-		a.LeaseOwner == b.LeaseOwner && a.LastError == b.LastError
+	a.AvailableAt, a.CreatedAt, a.DeliveredAt = time.Time{}, time.Time{}, time.Time{}
+	b.AvailableAt, b.CreatedAt, b.DeliveredAt = time.Time{}, time.Time{}, time.Time{}
+	return a.Seq == b.Seq && a.Destination == b.Destination && a.EventID == b.EventID && a.EventType == b.EventType &&
+		a.PartitionKey == b.PartitionKey && string(a.Payload) == string(b.Payload) && a.State == b.State &&
+		a.Attempts == b.Attempts && a.LastError == b.LastError
 }

@@ -59,12 +59,12 @@ func TestRoutesValidateNamesTheRoute(t *testing.T) {
 }
 
 // A destination that keeps failing neither holds back nor duplicates
-// another: each has its own rows, attempts and dead letters.
+// another: each has its own rows, attempts, backoff and dead letters.
 func TestDestinationsKeepTheirOwnProgress(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
 		clk := &clock{now: time.Now().Add(time.Minute)}
-		base, err := outbox.NewStore(db, outbox.WithOrdering(true), outbox.WithClock(clk.Now))
+		base, err := outbox.NewStore(db, outbox.WithClock(clk.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,69 +74,70 @@ func TestDestinationsKeepTheirOwnProgress(t *testing.T) {
 		port1, port2 := typed(t, "io.herald.test.port.approved", "K"), typed(t, "io.herald.test.port.removed", "K")
 		other := typed(t, "io.herald.test.team.joined", "K")
 		if err := db.Transaction(func(tx *gorm.DB) error {
-			return outbox.WriteRouted(ctx, tx, routes, port1, other, port2)
+			return outbox.Write(ctx, tx, port1, other, port2)
 		}); err != nil {
 			t.Fatal(err)
 		}
+		route(t, mainStore, routes)
 
-		// The partner is down: its head fails, and with ordering its key waits.
-		p, err := partner.Claim(ctx, "partner-relay", 100, time.Minute)
+		// The partner is down: its relay reads both of its rows, and the
+		// head fails.
+		p, err := partner.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(p); !slices.Equal(got, []string{port1.ID}) {
-			t.Fatalf("partner claimed %v, want only the head of K %v", got, port1.ID)
+		if got := eventIDs(p); !slices.Equal(got, []string{port1.ID, port2.ID}) {
+			t.Fatalf("partner read %v, want its own rows %v", got, []string{port1.ID, port2.ID})
 		}
-		if _, err := partner.Complete(ctx, "partner-relay", []outbox.Outcome{
-			{Seq: p[0].Seq, Err: errors.New("503 from partner"), RetryAt: clk.Now().Add(time.Hour)},
-		}); err != nil {
+		retryAt := clk.Now().Add(time.Hour)
+		if err := partner.Record(ctx, []outbox.Outcome{{Seq: p[0].Seq, Err: errors.New("503 from partner"), RetryAt: retryAt}}); err != nil {
 			t.Fatal(err)
 		}
 
 		// Main flows regardless, the same key included, one event at a time.
 		var delivered []string
 		for range 3 {
-			m, err := mainStore.Claim(ctx, "main-relay", 100, time.Minute)
+			m, err := mainStore.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(m) != 1 || m[0].Destination != outbox.MainDestination {
-				t.Fatalf("main claimed %+v, want one main row (the head of K)", m)
+				t.Fatalf("main read %+v, want one main row", m)
 			}
 			delivered = append(delivered, m[0].EventID)
-			if _, err := mainStore.Complete(ctx, "main-relay", []outbox.Outcome{{Seq: m[0].Seq}}); err != nil {
+			if err := mainStore.Record(ctx, []outbox.Outcome{{Seq: m[0].Seq}}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if want := []string{port1.ID, other.ID, port2.ID}; !slices.Equal(delivered, want) {
 			t.Fatalf("main delivered %v, want %v in order", delivered, want)
 		}
-		if m, _ := mainStore.Claim(ctx, "main-relay", 100, time.Minute); len(m) != 0 {
-			t.Fatalf("main claimed %v again after delivering everything", ids(m))
+		if m, _ := mainStore.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 100}); len(m) != 0 {
+			t.Fatalf("main read %v again after delivering everything", eventIDs(m))
 		}
 
 		// The partner's rows are untouched by main's deliveries: nothing is
-		// lost for it, and it still sees its own attempt and error.
+		// lost for it, and it still sees its own attempt, error and backoff.
 		rows, err := base.ListRows(ctx, outbox.Filter{Destination: "partner"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(rows) != 2 || rows[0].EventID != port1.ID || rows[0].Attempts != 1 || rows[0].LastError != "503 from partner" ||
-			rows[1].EventID != port2.ID || rows[1].Attempts != 0 {
-			t.Fatalf("partner rows = %+v, want port1 (1 attempt, its error) and port2 (untried)", rows)
+			rows[0].AvailableAt.Sub(retryAt).Abs() >= time.Millisecond || rows[1].EventID != port2.ID || rows[1].Attempts != 0 {
+			t.Fatalf("partner rows = %+v, want port1 (1 attempt, its error, waiting until %v) and port2 (untried)", rows, retryAt)
 		}
 
 		// After the backoff the partner catches up, in order, once each.
 		clk.Add(time.Hour)
 		var got []string
 		for range 3 {
-			p, err := partner.Claim(ctx, "partner-relay", 100, time.Minute)
+			p, err := partner.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, r := range p {
 				got = append(got, r.EventID)
-				if _, err := partner.Complete(ctx, "partner-relay", []outbox.Outcome{{Seq: r.Seq}}); err != nil {
+				if err := partner.Record(ctx, []outbox.Outcome{{Seq: r.Seq}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -157,19 +158,20 @@ func TestRetryOfOneDestinationLeavesTheOtherAlone(t *testing.T) {
 		store, _ := outbox.NewStore(db, outbox.WithKeepDelivered(true))
 		ev := typed(t, "io.herald.test.port.approved", "")
 		routes := outbox.Routes{{Destination: "partner"}}
-		if err := outbox.WriteRouted(ctx, db, routes, ev); err != nil {
+		if err := outbox.Write(ctx, db, ev); err != nil {
 			t.Fatal(err)
 		}
+		route(t, store, routes)
 		for _, s := range []*outbox.Store{store, store.ForDestination("partner")} {
-			rows, err := s.Claim(ctx, "r", 10, time.Minute)
+			rows, err := s.Read(ctx, outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 10})
 			if err != nil || len(rows) != 1 {
-				t.Fatalf("claim for %s = %v, %v; want one row", s.Destination(), rows, err)
+				t.Fatalf("read for %s = %v, %v; want one row", s.Destination(), rows, err)
 			}
 			o := outbox.Outcome{Seq: rows[0].Seq}
 			if s.Destination() == "partner" {
 				o.Err, o.Dead = errors.New("410 Gone"), true
 			}
-			if _, err := s.Complete(ctx, "r", []outbox.Outcome{o}); err != nil {
+			if err := s.Record(ctx, []outbox.Outcome{o}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -234,4 +236,19 @@ func typed(t *testing.T, typ, key string) event.Event {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// route fans out everything written so far, as the main relay does before
+// it publishes.
+func route(t *testing.T, main *outbox.Store, r outbox.Router) {
+	t.Helper()
+	for {
+		n, err := main.Route(context.Background(), outbox.AllBuckets(), r, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
 }

@@ -23,13 +23,14 @@
 //
 // # Destinations
 //
-// Every event goes to the main destination ([MainDestination]), the adapter
-// a relay publishes through by default. [WriteRouted] also stores it for
-// each destination a [Router] names, such as a partner's webhook for some
-// event types ([Routes] is a static route table). Each destination gets a
-// row of its own, so it keeps its own attempts, backoff, lease, per-key
-// order and dead letters: one that fails never holds back or duplicates
-// another. A relay serves one destination, through [Store.ForDestination].
+// Writers write every event once, for the main destination
+// ([MainDestination]). The main destination's relay fans it out
+// ([Store.Route]) to each destination a [Router] names, such as a
+// partner's webhook for some event types ([Routes] is a static route
+// table), before it publishes it. Each destination gets a row of its own,
+// so it keeps its own attempts, backoff, per-key order and dead letters:
+// one that fails never holds back or duplicates another. A relay serves
+// one destination, through [Store.ForDestination].
 //
 // # Rows and their states
 //
@@ -38,12 +39,17 @@
 // permanent failure, it is dead: kept with its last error for an operator to
 // inspect and replay, and out of the way of the rows behind it.
 //
-// A relay claims pending rows with a lease: it writes its name into
-// lease_owner and moves available_at to the lease's expiry. A relay that dies
-// mid-batch therefore simply stops renewing nothing: once available_at passes,
-// any relay claims the rows again. Every write a relay makes after publishing
-// is fenced by lease_owner, so a relay that lost its lease cannot overwrite
-// the work of the relay that took it over.
+// # Relays
+//
+// Relays lease buckets of partition keys, not rows (docs/outbox.md, "How
+// relays deliver"): the database puts every row in one of [Buckets] buckets
+// by a hash of its key, and the relay holding a bucket ([Store.Lease]) is the
+// only one that reads it. It reads in seq order without locking rows
+// ([Store.Read]) and records outcomes in one transaction per batch
+// ([Store.Record]): acknowledged rows are deleted, failures wait out their
+// backoff. A relay that dies stops renewing its leases; once they run out,
+// another relay takes the buckets and publishes what was not recorded again,
+// under the same event ids, which brokers de-duplicate.
 //
 // # Schema
 //

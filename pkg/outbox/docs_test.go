@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -37,14 +36,15 @@ func shownInDocs(t *testing.T, example string) {
 	}
 }
 
-// claimOne claims the one pending row and checks it holds a valid event
-// agreeing with its columns, as the relay will.
-func claimOne(t *testing.T, db testdb.DB) event.Event {
+// readOne reads the one pending row, as a relay holding every bucket would,
+// and checks it holds a valid event agreeing with its columns, as the relay
+// will.
+func readOne(t *testing.T, db testdb.DB) event.Event {
 	t.Helper()
-	store, _ := outbox.NewStore(db.Gorm, outbox.WithOrdering(true))
-	rows, err := store.Claim(context.Background(), "docs", 10, time.Minute)
+	store, _ := outbox.NewStore(db.Gorm)
+	rows, err := store.Read(context.Background(), outbox.ReadQuery{Buckets: outbox.AllBuckets(), Limit: 10})
 	if err != nil || len(rows) != 1 {
-		t.Fatalf("claimed %d rows, err %v; want 1", len(rows), err)
+		t.Fatalf("read %d rows, err %v; want 1", len(rows), err)
 	}
 	ev, err := event.Parse(rows[0].Payload)
 	if err != nil {
@@ -74,7 +74,7 @@ func TestDocumentedSQLInsertWorks(t *testing.T) {
 			if err := tx.Commit().Error; err != nil {
 				t.Fatal(err)
 			}
-			ev := claimOne(t, db)
+			ev := readOne(t, db)
 			if ev.Subject != "data_products/10000000-0000-4000-8000-000000000001" || !strings.Contains(string(ev.Data), "Orders") {
 				t.Fatalf("event = %+v", ev)
 			}
@@ -106,7 +106,7 @@ func TestDocumentedSQLAlchemySnippetWorks(t *testing.T) {
 			if err != nil {
 				t.Fatalf("snippet: %v\n%s", err, out)
 			}
-			ev := claimOne(t, db)
+			ev := readOne(t, db)
 			if ev.ID != strings.TrimSpace(string(out)) || ev.Type != "io.herald.portal.data_product.updated" {
 				t.Fatalf("event = %+v, snippet printed %s", ev, out)
 			}

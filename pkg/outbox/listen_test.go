@@ -2,9 +2,12 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/pkg/outbox"
@@ -13,6 +16,10 @@ import (
 func TestListenWakesOnCommitNotBefore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	db := testdb.Migrated(t, "postgres")
+	store, _ := outbox.NewStore(db.Gorm)
+	if err := store.Wait(ctx, "relay-1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	wakes := make(chan struct{}, 100)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = outbox.Listen(ctx, db.DSN, func() { wakes <- struct{}{} }, nil) })
@@ -44,4 +51,75 @@ func TestListenWakesOnCommitNotBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("after commit")
+}
+
+// Writers ring only while a relay waits: NOTIFY serialises every committing
+// transaction that calls it, so the doorbell must cost nothing while relays
+// are busy. The payload names the outbox's schema, which tells this test's
+// notifications from other tests' on the shared channel.
+func TestDoorbellRingsOnlyWhileARelayWaits(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.Migrated(t, "postgres")
+	store, _ := outbox.NewStore(db.Gorm)
+	var schema string
+	if err := db.Gorm.Raw(`SELECT current_schema()`).Scan(&schema).Error; err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "LISTEN "+outbox.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	rang := func(within time.Duration) bool {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		for {
+			n, err := conn.WaitForNotification(ctx)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return false
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.Payload == schema {
+				return true
+			}
+		}
+	}
+	n := 0
+	commit := func() {
+		t.Helper()
+		n++
+		if err := outbox.Write(ctx, db.Gorm, newEvent(t, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		name  string
+		setup func() error
+		rings bool
+	}{
+		{"no relay waits", func() error { return nil }, false},
+		{"a relay waits", func() error { return store.Wait(ctx, "relay-1", time.Now().Add(time.Minute)) }, true},
+		{"the relay has work again", func() error { return store.StopWaiting(ctx, "relay-1") }, false},
+		{"the waiting relay's row has expired", func() error { return store.Wait(ctx, "relay-1", time.Now().Add(-time.Second)) }, false},
+	}
+	for _, tc := range tests {
+		if err := tc.setup(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		commit()
+		within := 500 * time.Millisecond
+		if tc.rings {
+			within = 10 * time.Second
+		}
+		if got := rang(within); got != tc.rings {
+			t.Errorf("%s: doorbell rang = %v, want %v", tc.name, got, tc.rings)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ const Table = "herald_outbox"
 type State string
 
 const (
-	StatePending   State = "pending"   // waiting to be published, or leased by a relay
+	StatePending   State = "pending"   // waiting to be published, or being published
 	StateDelivered State = "delivered" // accepted by the broker (kept only with WithKeepDelivered)
 	StateDead      State = "dead"      // given up on; kept with its last error for replay
 )
@@ -31,38 +30,30 @@ type Row struct {
 	// Destination is where the row is delivered: MainDestination or a
 	// route's destination. An event routed to several destinations has a
 	// row for each.
-	Destination    string
-	EventID        string
-	EventType      string
-	PartitionKey   string
-	Payload        []byte // the CloudEvents JSON exactly as written
-	State          State
-	Attempts       int
-	AvailableAt    time.Time
-	LeaseOwner     string
-	LeaseExpiresAt time.Time
-	LastError      string
-	CreatedAt      time.Time
-	DeliveredAt    time.Time
+	Destination  string
+	EventID      string
+	EventType    string
+	PartitionKey string
+	Payload      []byte // the CloudEvents JSON exactly as written
+	State        State
+	Attempts     int
+	AvailableAt  time.Time
+	LastError    string
+	CreatedAt    time.Time
+	DeliveredAt  time.Time
 }
 
 // writeChunk bounds the rows per INSERT well below every driver's limit on
 // bound parameters.
 const writeChunk = 200
 
-// Write validates and stores events for the main destination inside tx, the
-// producer's own transaction: they become visible to relays when, and only
-// when, tx commits. An invalid event fails the whole call with an error
-// naming the event and the attribute, and nothing is written.
+// Write validates and stores events inside tx, the writer's own
+// transaction: they become visible to relays when, and only when, tx
+// commits. Each event is written once, for the main destination; the main
+// relay fans it out to the other destinations (Store.Route). An invalid
+// event fails the whole call with an error naming the event and the
+// attribute, and nothing is written.
 func Write(ctx context.Context, tx *gorm.DB, events ...event.Event) error {
-	return WriteRouted(ctx, tx, nil, events...)
-}
-
-// WriteRouted is Write for an outbox with several destinations: each event
-// is stored once for the main destination and once more for every
-// destination r routes its type to, so that each destination keeps its own
-// progress. A nil r routes nothing.
-func WriteRouted(ctx context.Context, tx *gorm.DB, r Router, events ...event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -71,7 +62,7 @@ func WriteRouted(ctx context.Context, tx *gorm.DB, r Router, events ...event.Eve
 		return fmt.Errorf("outbox write: %w", err)
 	}
 	now := d.encodeTime(time.Now())
-	const cols = 7
+	const cols = 6
 	args := make([]any, 0, len(events)*cols)
 	for i, ev := range events {
 		if err := ev.Validate(); err != nil {
@@ -81,24 +72,13 @@ func WriteRouted(ctx context.Context, tx *gorm.DB, r Router, events ...event.Eve
 		if err != nil {
 			return fmt.Errorf("outbox write: marshal event %s: %w", ev.ID, err)
 		}
-		args = append(args, MainDestination, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
-		if r == nil {
-			continue
-		}
-		dests := r.Destinations(ev.Type)
-		for i, dest := range dests {
-			if dest == MainDestination || slices.Contains(dests[:i], dest) {
-				continue // every event goes to main already; one row per destination
-			}
-			args = append(args, dest, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
-		}
+		args = append(args, ev.ID, ev.Type, ev.PartitionKey, payload, now, now)
 	}
 	tx = tx.WithContext(ctx)
-	rows := len(args) / cols
-	for start := 0; start < rows; start += writeChunk {
-		n := min(writeChunk, rows-start)
-		q := "INSERT INTO " + Table + " (destination, event_id, event_type, partition_key, payload, available_at, created_at) VALUES " +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+	for start := 0; start < len(events); start += writeChunk {
+		n := min(writeChunk, len(events)-start)
+		q := "INSERT INTO " + Table + " (event_id, event_type, partition_key, payload, available_at, created_at) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", n), ", ")
 		if err := tx.Exec(q, args[start*cols:(start+n)*cols]...).Error; err != nil {
 			return fmt.Errorf("outbox write: insert %d rows: %w", n, err)
 		}

@@ -58,34 +58,6 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(10*b.N)/b.Elapsed().Seconds(), "events/s")
 }
-
-// BenchmarkWriteRouted measures the same transaction when a route table
-// sends every event to extra destinations too: one more row per event and
-// destination.
-func BenchmarkWriteRouted(b *testing.B) {
-	for _, extra := range []int{0, 1, 3} {
-		b.Run(fmt.Sprintf("extra=%d", extra), func(b *testing.B) {
-			r := newRig(b, "sqlite")
-			ctx := context.Background()
-			var routes outbox.Routes
-			for i := range extra {
-				routes = append(routes, outbox.Route{Destination: fmt.Sprintf("d%d", i)})
-			}
-			evs := make([]event.Event, 10)
-			b.ResetTimer()
-			for b.Loop() {
-				for i := range evs {
-					evs[i], _ = event.New("io.herald.bench.thing.created", "/bench", map[string]int{"i": i}, event.WithPartitionKey("k"))
-				}
-				if err := r.db.Transaction(func(tx *gorm.DB) error { return outbox.WriteRouted(ctx, tx, routes, evs...) }); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(10*b.N)/b.Elapsed().Seconds(), "events/s")
-		})
-	}
-}
-
 func writeBench(b *testing.B, db *gorm.DB, n int) {
 	b.Helper()
 	ctx := context.Background()

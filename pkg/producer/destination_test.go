@@ -90,13 +90,14 @@ func TestFailingDestinationNeitherBlocksNorDuplicatesAnother(t *testing.T) {
 			written[ev.ID], routed[ev.ID] = b, typ == "io.herald.test.port.approved"
 			evs = append(evs, ev)
 		}
-		if err := r.db.Transaction(func(tx *gorm.DB) error { return outbox.WriteRouted(ctx, tx, routes, evs...) }); err != nil {
+		if err := r.db.Transaction(func(tx *gorm.DB) error { return outbox.Write(ctx, tx, evs...) }); err != nil {
 			t.Fatal(err)
 		}
 
 		fast := []producer.Option{producer.WithPollInterval(20 * time.Millisecond), producer.WithLogger(quiet()),
 			producer.WithBackoff(10*time.Millisecond, 20*time.Millisecond)}
-		mainRelay := producer.New(r.store, r.publisher(), append(fast, producer.WithName("main"))...)
+		// Writers write each event once; main's relay fans it out.
+		mainRelay := producer.New(r.store, r.publisher(), append(fast, producer.WithName("main"), producer.WithRouter(routes))...)
 		partnerRelay := producer.New(r.store.ForDestination("partner"), hook, append(fast, producer.WithName("partner"))...)
 		runRelay(t, mainRelay)
 		runRelay(t, partnerRelay)

@@ -49,6 +49,7 @@ type settings struct {
 	observer        Observer
 	tracer          trace.Tracer // nil: no spans, and no work spent on them
 	destination     string
+	router          outbox.Router
 	log             *slog.Logger
 }
 
@@ -65,8 +66,9 @@ type Observer interface {
 	Failed(eventType string)
 	// DeadLettered reports an event given up on.
 	DeadLettered(eventType string)
-	// Reclaimed reports rows claimed again after a relay held them and
-	// vanished without recording an outcome: lease takeovers.
+	// Reclaimed reports buckets taken over from a relay that stopped
+	// renewing its lease (it died or stalled): what it published and did
+	// not record goes out again, and the broker drops the copies.
 	Reclaimed(n int)
 	// LeaseLost reports outcomes this relay could not record because
 	// another relay had taken the rows over.
@@ -89,7 +91,8 @@ type Option func(*settings)
 // an outbox; the default is the host name plus a random suffix.
 func WithName(name string) Option { return func(s *settings) { s.name = name } }
 
-// WithBatchSize sets how many rows one cycle claims (default 100).
+// WithBatchSize sets how many rows one read takes and one Publish call
+// carries (default 500).
 func WithBatchSize(n int) Option { return func(s *settings) { s.batchSize = n } }
 
 // WithPollInterval sets the longest an idle relay waits before looking for
@@ -98,8 +101,10 @@ func WithBatchSize(n int) Option { return func(s *settings) { s.batchSize = n } 
 // wait short.
 func WithPollInterval(d time.Duration) Option { return func(s *settings) { s.pollInterval = d } }
 
-// WithLease sets how long a claim is exclusive (default 30s). A batch must be
-// published and recorded within it; after it, another relay may take the rows.
+// WithLease sets how long the relay's bucket leases last unless renewed
+// (default 30s). It renews them every min(lease/3, 2s) while it runs, so
+// this is how long a relay that dies or stalls keeps its buckets from the
+// others; a publish is also cut off after it.
 func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
 
 // WithMaxAttempts sets after how many attempts a failing event is
@@ -159,6 +164,14 @@ func WithTracerProvider(tp trace.TracerProvider, destination string) Option {
 	}
 }
 
+// WithRouter makes the relay of the main destination fan every event out
+// to the destinations r names for its type before it publishes it (see
+// outbox.Store.Route): writers write each event once, for main, and the
+// route table in force when the relay reads the event decides where else it
+// goes. Other destinations' relays need no router. r must answer from
+// memory; an empty route table costs nothing.
+func WithRouter(r outbox.Router) Option { return func(s *settings) { s.router = r } }
+
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
 
@@ -172,7 +185,7 @@ func New(store *outbox.Store, pub adapters.Publisher, opts ...Option) *Relay {
 // configure applies opts over the defaults.
 func configure(opts []Option) settings {
 	cfg := settings{
-		batchSize:       100,
+		batchSize:       500,
 		pollInterval:    500 * time.Millisecond,
 		lease:           30 * time.Second,
 		maxAttempts:     10,
@@ -229,35 +242,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Wait()
 		wg.Go(func() { r.prune(ctx) })
 	}
-	// Adaptive polling: right after activity the relay looks again soon,
-	// then backs off to the poll interval while the outbox stays empty, so
-	// an idle relay costs the database little and a busy one adds no delay.
-	minPoll := min(10*time.Millisecond, r.cfg.pollInterval)
-	wait := minPoll
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		n, err := r.cycle(ctx)
-		if err != nil {
-			r.cfg.log.Error("relay cycle failed", "error", err)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil && n > 0 {
-			wait = minPoll
-			continue // more is likely waiting: the next heads of keys, or the rest of a backlog
-		}
-		timer.Reset(wait)
-		wait = min(2*wait, r.cfg.pollInterval)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.wake:
-			wait = minPoll
-		case <-timer.C:
-		}
-	}
+	return newEngine(r).run(ctx)
 }
 
 // prune deletes delivered rows past the retention until ctx ends.
@@ -278,92 +263,6 @@ func (r *Relay) prune(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// cycle claims, publishes and records one batch and returns its size. Once
-// rows are claimed the cycle finishes them even if ctx is cancelled: that is
-// the graceful part of shutdown.
-func (r *Relay) cycle(ctx context.Context) (int, error) {
-	select {
-	case <-ctx.Done():
-		return 0, nil // shutting down: claim nothing more
-	default:
-	}
-	// The claim itself is not cancelled mid-statement: a claim that commits
-	// after its caller gave up would strand rows until the lease ran out.
-	bg := context.WithoutCancel(ctx)
-	claimCtx, cancelClaim := context.WithTimeout(bg, r.cfg.lease)
-	rows, err := r.store.Claim(claimCtx, r.cfg.name, r.cfg.batchSize, r.cfg.lease)
-	cancelClaim()
-	if err != nil {
-		return 0, fmt.Errorf("claim: %w", err)
-	}
-	if len(rows) == 0 {
-		return 0, nil
-	}
-	if ctx.Err() != nil {
-		return 0, r.release(bg, rows)
-	}
-
-	reclaimed := 0
-	for _, row := range rows {
-		if row.Attempts > 1 && row.LastError == "" {
-			reclaimed++ // attempted before, yet no failure recorded: its relay vanished
-		}
-	}
-	if reclaimed > 0 {
-		r.cfg.observer.Reclaimed(reclaimed)
-		r.cfg.log.Warn("took over rows whose lease expired", "rows", reclaimed)
-	}
-
-	outcomes := make([]outbox.Outcome, len(rows))
-	var msgs []adapters.Message
-	var sent []int // index into rows of each message
-	for i, row := range rows {
-		outcomes[i].Seq = row.Seq
-		if row.Attempts > r.cfg.maxAttempts {
-			// Claimed again and again without an outcome: whatever it does
-			// kills relays, so stop trying it.
-			outcomes[i].Err = fmt.Errorf("claimed %d times without a recorded outcome (max attempts %d)", row.Attempts, r.cfg.maxAttempts)
-			outcomes[i].Dead = true
-			r.stats.dead.Add(1)
-			r.cfg.observer.DeadLettered(row.EventType)
-			continue
-		}
-		ev, err := checkPayload(row)
-		if err != nil {
-			// Rows written with plain SQL skip outbox.Write's validation:
-			// quarantine a malformed one with the reason rather than hand
-			// consumers something they cannot read.
-			outcomes[i].Err = adapters.Permanent(err)
-			outcomes[i].Dead = true
-			r.stats.dead.Add(1)
-			r.cfg.observer.DeadLettered(row.EventType)
-			r.cfg.log.Warn("event dead-lettered: invalid payload", "event_id", row.EventID, "error", err)
-			continue
-		}
-		msgs = append(msgs, adapters.Message{ID: row.EventID, Type: row.EventType, PartitionKey: row.PartitionKey,
-			Payload: row.Payload, TraceParent: ev.TraceParent})
-		sent = append(sent, i)
-	}
-
-	results := r.tracedPublish(ctx, msgs)
-	now := time.Now()
-	for j, res := range results {
-		i := sent[j]
-		r.decide(&outcomes[i], rows[i], res, now)
-	}
-
-	lost, err := r.store.Complete(bg, r.cfg.name, outcomes)
-	if err != nil {
-		return len(rows), fmt.Errorf("record outcomes of %d events: %w", len(rows), err)
-	}
-	if lost > 0 {
-		r.stats.leaseLost.Add(int64(lost))
-		r.cfg.observer.LeaseLost(lost)
-		r.cfg.log.Warn("lease lost before outcomes were recorded; another relay owns the rows now", "rows", lost)
-	}
-	return len(rows), nil
 }
 
 // checkPayload verifies that a row holds a valid CloudEvent whose id, type
@@ -475,7 +374,10 @@ func (r *Relay) publish(ctx context.Context, msgs []adapters.Message) []adapters
 	return results
 }
 
+// decide turns an adapter's result into the row's outcome. row.Attempts
+// counts the failures recorded before; this is attempt row.Attempts+1.
 func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, now time.Time) {
+	attempt := row.Attempts + 1
 	// Every line about one event names it; the attributes are built only
 	// when a line is written, since success is the hot path.
 	logEvent := func(level slog.Level, msg string, attrs ...slog.Attr) {
@@ -483,7 +385,7 @@ func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, n
 			return
 		}
 		attrs = append(attrs, slog.String("event_id", row.EventID), slog.String("event_type", row.EventType),
-			slog.Int("attempt", row.Attempts))
+			slog.Int("attempt", attempt))
 		r.cfg.log.LogAttrs(context.Background(), level, msg, attrs...)
 	}
 	switch {
@@ -501,13 +403,13 @@ func (r *Relay) decide(o *outbox.Outcome, row outbox.Row, res adapters.Result, n
 		r.stats.dead.Add(1)
 		r.cfg.observer.DeadLettered(row.EventType)
 		logEvent(slog.LevelWarn, "event dead-lettered: permanent failure", slog.Any("error", res.Err))
-	case row.Attempts >= r.cfg.maxAttempts:
-		o.Err, o.Dead = fmt.Errorf("gave up after %d attempts: %w", row.Attempts, res.Err), true
+	case attempt >= r.cfg.maxAttempts:
+		o.Err, o.Dead = fmt.Errorf("gave up after %d attempts: %w", attempt, res.Err), true
 		r.stats.dead.Add(1)
 		r.cfg.observer.DeadLettered(row.EventType)
 		logEvent(slog.LevelWarn, "event dead-lettered: out of attempts", slog.Any("error", res.Err))
 	default:
-		o.Err, o.RetryAt = res.Err, now.Add(max(r.backoff(row.Attempts), res.RetryAfter))
+		o.Err, o.RetryAt = res.Err, now.Add(max(r.backoff(attempt), res.RetryAfter))
 		r.stats.failed.Add(1)
 		r.cfg.observer.Failed(row.EventType)
 		logEvent(slog.LevelInfo, "publish failed; will retry", slog.Any("error", res.Err), slog.Time("retry_at", o.RetryAt))
@@ -542,17 +444,6 @@ func scheduledDelay(schedule []time.Duration, attempt int) time.Duration {
 		return d + mrand.N(extra+1)
 	}
 	return d
-}
-
-func (r *Relay) release(ctx context.Context, rows []outbox.Row) error {
-	seqs := make([]int64, len(rows))
-	for i, row := range rows {
-		seqs[i] = row.Seq
-	}
-	if err := r.store.Release(ctx, r.cfg.name, seqs); err != nil {
-		return fmt.Errorf("release %d unpublished rows: %w", len(rows), err)
-	}
-	return nil
 }
 
 // Stats counts what a relay did since it was created.

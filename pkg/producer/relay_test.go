@@ -3,8 +3,10 @@ package producer_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +240,12 @@ func (r *rig) exactlyOnce(written map[string][]byte) {
 	}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func quiet() *slog.Logger {
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
 
 func TestRelayDeliversEveryEventOnceWithIdenticalBytes(t *testing.T) {
 	eachDialect(t, func(t *testing.T, r *rig) {
@@ -261,13 +268,17 @@ func TestCrashedRelaysBatchIsRepublishedAndDeduplicatedByTheBroker(t *testing.T)
 		ctx := context.Background()
 		written := r.write(50, "io.herald.test.thing.created")
 
-		// Relay A claims and publishes, then dies before recording anything:
-		// these are exactly the calls a relay makes, stopped where a crash would
-		// stop them.
+		// Relay A leases the buckets, reads and publishes, then dies before
+		// recording anything: these are exactly the calls a relay makes,
+		// stopped where a crash would stop them.
 		const lease = 300 * time.Millisecond
-		rows, err := r.store.Claim(ctx, "relay-a", 100, lease)
+		held, err := r.store.Lease(ctx, "relay-a", outbox.Buckets, lease)
+		if err != nil || len(held.Held) != outbox.Buckets {
+			t.Fatalf("relay A leased %v, err %v", held.Held, err)
+		}
+		rows, err := r.store.Read(ctx, outbox.ReadQuery{Buckets: held.Held, Limit: 100})
 		if err != nil || len(rows) != 50 {
-			t.Fatalf("relay A claimed %d rows, err %v", len(rows), err)
+			t.Fatalf("relay A read %d rows, err %v", len(rows), err)
 		}
 		msgs := make([]adapters.Message, len(rows))
 		for i, row := range rows {
@@ -293,13 +304,18 @@ func TestCrashedRelaysBatchIsRepublishedAndDeduplicatedByTheBroker(t *testing.T)
 		}
 		r.exactlyOnce(written)
 
-		// A comes back to life and tries to record its batch: fenced off.
+		// A comes back to life and records its batch, late and failed: the
+		// rows are gone (delivered), and recording a failure of a row that is
+		// no longer pending writes nothing.
 		outcomes := make([]outbox.Outcome, len(rows))
 		for i, row := range rows {
-			outcomes[i] = outbox.Outcome{Seq: row.Seq}
+			outcomes[i] = outbox.Outcome{Seq: row.Seq, Err: errors.New("late"), RetryAt: time.Now()}
 		}
-		if lost, err := r.store.Complete(ctx, "relay-a", outcomes); err != nil || lost != 50 {
-			t.Fatalf("late complete by A: lost %d, err %v", lost, err)
+		if err := r.store.Record(ctx, outcomes); err != nil {
+			t.Fatalf("late record by A: %v", err)
+		}
+		if n := r.pending(); n != 0 {
+			t.Fatalf("A's late record brought %d rows back", n)
 		}
 	})
 }
@@ -335,8 +351,8 @@ func TestBrokerDownEventsWaitAndRetryThenDeliverAndPoisonIsDeadLettered(t *testi
 			return err == nil && row.LastError != "" && row.Attempts >= 1
 		})
 		row, _ := r.store.Get(context.Background(), first)
-		if row.State != outbox.StatePending || row.LeaseOwner != "" {
-			t.Fatalf("row during outage = %+v; want pending, unleased, waiting for its retry", row)
+		if row.State != outbox.StatePending {
+			t.Fatalf("row during outage = %+v; want pending, waiting for its retry", row)
 		}
 		if relay.Stats().Published != 0 {
 			t.Fatalf("published while the broker was down: %+v", relay.Stats())

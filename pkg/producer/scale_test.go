@@ -146,8 +146,9 @@ func TestFourRelaysShareWorkAndKeepPerKeyOrder(t *testing.T) {
 }
 
 // A relay process is SIGKILLed after publishing a batch and before recording
-// it. Its rows stay leased until the lease runs out; then another relay
-// takes them, publishes again, and JetStream drops the copies.
+// it. Its buckets stay leased until the lease runs out; then another relay
+// takes them, publishes the unrecorded rows again, and JetStream drops the
+// copies.
 func TestKilledRelayProcessRowsAreTakenOver(t *testing.T) {
 	eachDialect(t, func(t *testing.T, r *rig) {
 		const n, lease = 3000, 2 * time.Second
@@ -179,9 +180,9 @@ func TestKilledRelayProcessRowsAreTakenOver(t *testing.T) {
 		_ = cmd.Wait()
 		leased := r.leasedBy("victim")
 		if leased == 0 {
-			t.Fatal("the victim left no leased rows behind: nothing to take over")
+			t.Fatal("the victim left no leased buckets behind: nothing to take over")
 		}
-		t.Logf("victim killed holding %d leased rows; %d messages already in the stream", leased, r.streamCount())
+		t.Logf("victim killed holding %d leased buckets; %d messages already in the stream", leased, r.streamCount())
 
 		survivor := producer.New(r.store, pub, producer.WithName("survivor"), producer.WithLease(lease),
 			producer.WithBatchSize(500), producer.WithPollInterval(20*time.Millisecond), producer.WithLogger(quiet()))
@@ -207,7 +208,7 @@ func (r *rig) streamCount() uint64 {
 
 func (r *rig) leasedBy(owner string) int {
 	var n int64
-	err := r.db.Raw(`SELECT COUNT(*) FROM herald_outbox WHERE state = 'pending' AND lease_owner = ?`, owner).Scan(&n).Error
+	err := r.db.Raw(`SELECT COUNT(*) FROM herald_outbox_buckets WHERE owner = ?`, owner).Scan(&n).Error
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -208,7 +208,11 @@ func adminDeadLetter(t *testing.T, env *adminEnv, name string) {
 		t.Fatal(err)
 	}
 	dest := subscriptions.Destination(name)
-	if err := outbox.WriteRouted(t.Context(), env.db.Gorm, outbox.Routes{{Destination: dest}}, ev); err != nil {
+	if err := outbox.Write(t.Context(), env.db.Gorm, ev); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := outbox.NewStore(env.db.Gorm)
+	if _, err := store.Route(t.Context(), outbox.AllBuckets(), outbox.Routes{{Destination: dest}}, 10); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.db.Gorm.Exec(`UPDATE herald_outbox SET state = 'dead' WHERE destination = ?`, dest).Error; err != nil {

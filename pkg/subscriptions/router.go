@@ -31,6 +31,13 @@ func (r *Router) Set(endpoints []Endpoint) {
 	r.mu.Unlock()
 }
 
+// Empty implements outbox.Router.
+func (r *Router) Empty() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.routes) == 0
+}
+
 // Destinations implements outbox.Router.
 func (r *Router) Destinations(eventType string) []string {
 	r.mu.RLock()

@@ -26,3 +26,15 @@ CREATE TABLE herald_outbox_relays (
   expires_at  DATETIME(6)  NOT NULL,
   PRIMARY KEY (destination, name)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Routing at relay time: writers write one row per event, for 'main'; the
+-- relay of 'main' copies it for every destination the route table names
+-- (config destinations, stored webhook endpoints) and marks it routed,
+-- before and whatever it publishes, so no destination's outage holds back
+-- another's. Rows written before this migration were routed by their
+-- writers.
+ALTER TABLE herald_outbox
+  ADD COLUMN routed BOOLEAN NOT NULL DEFAULT FALSE,
+  ADD INDEX herald_outbox_unrouted (routed, state, destination, seq);
+
+UPDATE herald_outbox SET routed = TRUE;

@@ -33,7 +33,8 @@ CREATE TABLE herald_outbox_relays (
 -- relay needs no doorbell and has none. NOTIFY takes a lock that serialises
 -- every committing transaction that called it, so ringing on every insert
 -- halved the writers' own commit rate (docs/benchmarks.md); this check costs
--- an index probe of a table of a few rows.
+-- an index probe of a table of a few rows. The payload names the table's
+-- schema, so that one database can serve several outboxes.
 CREATE TABLE herald_outbox_waiters (
   name       TEXT        PRIMARY KEY,
   expires_at TIMESTAMPTZ NOT NULL
@@ -42,8 +43,20 @@ CREATE TABLE herald_outbox_waiters (
 CREATE OR REPLACE FUNCTION herald_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM herald_outbox_waiters WHERE expires_at > now()) THEN
-    PERFORM pg_notify('herald_outbox', '');
+    PERFORM pg_notify('herald_outbox', TG_TABLE_SCHEMA);
   END IF;
   RETURN NULL;
 END
 $$;
+
+-- Routing at relay time: writers write one row per event, for 'main'; the
+-- relay of 'main' copies it for every destination the route table names
+-- (config destinations, stored webhook endpoints) and marks it routed,
+-- before and whatever it publishes, so no destination's outage holds back
+-- another's. Rows written before this migration were routed by their
+-- writers.
+ALTER TABLE herald_outbox ADD COLUMN routed BOOLEAN NOT NULL DEFAULT false;
+
+UPDATE herald_outbox SET routed = true;
+
+CREATE INDEX herald_outbox_unrouted ON herald_outbox (destination, seq) WHERE state = 'pending' AND NOT routed;

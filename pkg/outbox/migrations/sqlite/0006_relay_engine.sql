@@ -19,3 +19,13 @@ CREATE TABLE herald_outbox_relays (
   expires_at  TEXT NOT NULL,
   PRIMARY KEY (destination, name)
 );
+
+-- Routing at relay time: writers write one row per event, for 'main'; the
+-- relay of 'main' copies it for every destination the route table names
+-- and marks it routed, before and whatever it publishes. Rows written
+-- before this migration were routed by their writers.
+ALTER TABLE herald_outbox ADD COLUMN routed INTEGER NOT NULL DEFAULT 0;
+
+UPDATE herald_outbox SET routed = 1;
+
+CREATE INDEX herald_outbox_unrouted ON herald_outbox (destination, seq) WHERE state = 'pending' AND routed = 0;
