@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,28 +35,46 @@ func runBench(t *testing.T, extra ...string) bench.Report {
 }
 
 // checkReport asserts the report is complete and every event is accounted
-// for: sent, acked once, in the stream once.
-func checkReport(t *testing.T, rep bench.Report, events, relays int) {
+// for: sent, acked once, in the stream once, phase by phase.
+func checkReport(t *testing.T, rep bench.Report, events, relays int, backlogs ...int) {
 	t.Helper()
-	if rep.Load == nil || rep.DrainCeiling == nil || rep.PublishCeiling == nil || rep.Relay == nil || rep.Latency == nil || rep.Checks == nil {
+	if len(backlogs) == 0 {
+		backlogs = []int{events}
+	}
+	if rep.Load == nil || rep.BrokerCeiling == nil || rep.Reference == nil || len(rep.Relays) != len(backlogs) ||
+		rep.Writers == nil || rep.Latency == nil || rep.Checks == nil {
 		t.Fatalf("report incomplete: %+v", rep)
 	}
 	if rep.Setup.Relays != relays {
 		t.Errorf("relays = %d, want %d", rep.Setup.Relays, relays)
 	}
-	for name, tp := range map[string]*bench.Throughput{
-		"load": rep.Load, "drain ceiling": rep.DrainCeiling, "publish ceiling": rep.PublishCeiling, "relay": &rep.Relay.Throughput,
-	} {
+	tps := map[string]*bench.Throughput{"load": rep.Load, "broker ceiling": rep.BrokerCeiling, "reference relay": &rep.Reference.Throughput}
+	for name, tp := range tps {
 		if tp.Events != events || tp.Seconds <= 0 || tp.EventsPerSecond <= 0 {
 			t.Errorf("%s: %+v, want %d events in a positive time", name, *tp, events)
 		}
 	}
-	r := rep.Relay
-	if r.Acked != int64(events) || r.Duplicates != 0 || r.Failed != 0 || r.DeadLettered != 0 || r.Lost != 0 {
-		t.Errorf("relay phase: %+v, want every event acked once", *r)
+	ref := rep.Reference
+	if ref.Workers != relays || ref.Acked != int64(events) || ref.Duplicates != 0 || ref.Transactions < 1 {
+		t.Errorf("reference relay: %+v, want %d workers and every event acked once", *ref, relays)
 	}
-	if r.PercentOfCeiling <= 0 || (r.Ceiling != "drain" && r.Ceiling != "publish") {
-		t.Errorf("relay phase compares with %q: %.1f%%", r.Ceiling, r.PercentOfCeiling)
+	for i, r := range rep.Relays {
+		n := backlogs[i]
+		if r.Events != n || r.Seconds <= 0 || r.Acked != int64(n) || r.Duplicates != 0 || r.Failed != 0 || r.DeadLettered != 0 || r.Lost != 0 {
+			t.Errorf("herald relay, backlog %d: %+v, want every event acked once", n, r)
+		}
+		// The ratios are of the figures in the same report.
+		if !near(r.VsReference, r.EventsPerSecond/ref.EventsPerSecond) || !near(r.VsBrokerCeiling, r.EventsPerSecond/rep.BrokerCeiling.EventsPerSecond) ||
+			!near(r.MicrosPerEvent, 1e6/r.EventsPerSecond) {
+			t.Errorf("herald relay, backlog %d: ratios %.3f × reference, %.3f × broker, %.1f µs/event do not match its %.0f events/s",
+				n, r.VsReference, r.VsBrokerCeiling, r.MicrosPerEvent, r.EventsPerSecond)
+		}
+	}
+	w := rep.Writers
+	if w.Outbox.Table != outbox.Table || w.Copy.Table != bench.CopyTable || w.Outbox.Commits < 1 || w.Copy.Commits < 1 ||
+		len(w.Outbox.Turns) != 2 || len(w.Copy.Turns) != 2 ||
+		!near(w.Ratio, w.Outbox.PerSecond/w.Copy.PerSecond) {
+		t.Errorf("writers: %+v", *w)
 	}
 	l := rep.Latency
 	if l.Committed < 1 || l.Committed > 201 || l.Acked != l.Committed || l.Lost != 0 {
@@ -62,17 +83,30 @@ func checkReport(t *testing.T, rep bench.Report, events, relays int) {
 	if !(0 <= l.P50Ms && l.P50Ms <= l.P95Ms && l.P95Ms <= l.P99Ms && l.P99Ms <= l.MaxMs) {
 		t.Errorf("percentiles out of order: p50 %v p95 %v p99 %v max %v", l.P50Ms, l.P95Ms, l.P99Ms, l.MaxMs)
 	}
-	want := uint64(2*events + l.Committed)
-	if rep.Checks.StreamMessages != want || rep.Checks.Expected != want {
-		t.Errorf("stream holds %d messages, expected %d; want %d", rep.Checks.StreamMessages, rep.Checks.Expected, want)
+	// Every publishing phase is checked on its own, the stream purged
+	// after it; the writers' phase publishes nothing.
+	want := []bench.PhaseCheck{{Phase: "broker ceiling", Expected: uint64(events)}, {Phase: "reference relay", Expected: uint64(events)}}
+	for _, n := range backlogs {
+		want = append(want, bench.PhaseCheck{Phase: fmt.Sprintf("herald relay, backlog %d", n), Expected: uint64(n)})
+	}
+	want = append(want, bench.PhaseCheck{Phase: "latency", Expected: uint64(l.Committed)})
+	var total uint64
+	for i := range want {
+		want[i].StreamMessages = want[i].Expected
+		total += want[i].Expected
+	}
+	if !slices.Equal(rep.Checks.Phases, want) || rep.Checks.StreamMessages != total || rep.Checks.Expected != total {
+		t.Errorf("checks: %+v\nwant phases %+v, %d messages in all", *rep.Checks, want, total)
 	}
 	if runtime.GOOS == "linux" {
 		res := rep.Resources
-		if res.RSSSamples < 1 || res.SteadyRSSMiB <= 0 || res.MaxSampledRSSMiB < res.SteadyRSSMiB || res.PeakRSSMiB <= 0 {
+		if res.RSSSamples < 1 || res.SteadyRSSMiB <= 0 || res.MaxSampledRSSMiB < res.SteadyRSSMiB || res.PeakRSSMiB <= 0 || res.RelayPhaseCPUCores <= 0 {
 			t.Errorf("resources: %+v", res)
 		}
 	}
 }
+
+func near(got, want float64) bool { return math.Abs(got-want) <= 1e-6*math.Abs(want) }
 
 func TestBenchOnTheEmbeddedDefault(t *testing.T) {
 	// The default config names ./herald.db and ./herald-data: the bench
@@ -92,27 +126,50 @@ func TestBenchOnTheEmbeddedDefault(t *testing.T) {
 	}
 }
 
-func TestBenchOnPostgreSQLWithTwoRelays(t *testing.T) {
-	db := testdb.Migrated(t, "postgres")
-	cfg := writeFile(t, "herald.yaml", `
+func TestBenchWithTwoRelays(t *testing.T) {
+	for _, dialect := range []string{"postgres", "mysql"} {
+		t.Run(dialect, func(t *testing.T) {
+			db := testdb.Migrated(t, dialect)
+			cfg := writeFile(t, "herald.yaml", `
 database:
-  driver: postgres
-  dsn: `+db.DSN+`
+  driver: `+dialect+`
+  dsn: '`+db.DSN+`'
 nats:
   url: embedded
   embedded_store_dir: `+filepath.Join(t.TempDir(), "js")+`
 `)
-	rep := runBench(t, "--config", cfg, "--relays", "2")
-	checkReport(t, rep, 500, 2)
-	if !strings.Contains(rep.Setup.Wakeup, "LISTEN/NOTIFY") {
-		t.Errorf("wake-up on PostgreSQL: %q", rep.Setup.Wakeup)
+			rep := runBench(t, "--config", cfg, "--relays", "2")
+			checkReport(t, rep, 500, 2)
+			if dialect == "postgres" {
+				if !strings.Contains(rep.Setup.Wakeup, "LISTEN/NOTIFY") {
+					t.Errorf("wake-up on PostgreSQL: %q", rep.Setup.Wakeup)
+				}
+				// Read from the catalog, so whatever the migrations install.
+				if len(rep.Writers.Triggers) == 0 || rep.Writers.Listeners != 2 {
+					t.Errorf("writers on PostgreSQL: triggers %q, %d listeners; want the outbox's triggers and one LISTEN per relay",
+						rep.Writers.Triggers, rep.Writers.Listeners)
+				}
+			}
+			var rows int64
+			if err := db.Gorm.Table(outbox.Table).Count(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			if rows != 0 {
+				t.Errorf("bench left %d rows in the outbox", rows)
+			}
+			if db.Gorm.Migrator().HasTable(bench.CopyTable) {
+				t.Errorf("bench left its table %s behind", bench.CopyTable)
+			}
+		})
 	}
-	var rows int64
-	if err := db.Gorm.Table(outbox.Table).Count(&rows).Error; err != nil {
-		t.Fatal(err)
-	}
-	if rows != 0 {
-		t.Errorf("bench left %d rows in the outbox", rows)
+}
+
+func TestBenchRunsEveryBacklogWithOneHotKey(t *testing.T) {
+	t.Chdir(t.TempDir())
+	rep := runBench(t, "--backlogs", "200,400", "--keys", "1")
+	checkReport(t, rep, 500, 1, 200, 400)
+	if rep.Setup.PartitionKeys != 1 {
+		t.Errorf("partition keys: %d, want 1", rep.Setup.PartitionKeys)
 	}
 }
 
@@ -144,6 +201,8 @@ func TestBenchBadInvocationsAreUsageErrors(t *testing.T) {
 		{"bench", "--relays", "2"}, // SQLite takes one relay
 		{"bench", "--output", "yaml"},
 		{"bench", "--events", "-1"},
+		{"bench", "--backlogs", "1000,0"},
+		{"bench", "--backlogs", "many"},
 	} {
 		res := herald(context.Background(), t, nil, args...)
 		if res.code != exitUsage {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -37,6 +38,12 @@ const (
 	StreamSubjects = "herald-bench.>"
 	// SubjectTemplate puts every bench event under StreamSubjects.
 	SubjectTemplate = "herald-bench.{type}"
+	// Subject is what SubjectTemplate makes of a bench event, for the
+	// phases that publish without Herald's adapter.
+	Subject = "herald-bench." + EventType
+	// CopyTable is the scratch copy of the outbox table, without its
+	// triggers, that the writers' phase commits to; it is dropped again.
+	CopyTable = "herald_bench_nowake"
 )
 
 // Defaults of the zero Options fields.
@@ -69,17 +76,25 @@ type Options struct {
 	// SQLite file and embedded JetStream directory with temporary ones, the
 	// NATS stream, subjects and template with its own, and serves no HTTP.
 	Config config.Config
-	// Events is the number of events of each throughput phase (default
-	// DefaultEvents).
+	// Events is the number of events of the broker ceiling and the
+	// reference relay (default DefaultEvents).
 	Events int
+	// Backlogs are the backlog sizes Herald's relay drains, one run each
+	// (default: Events alone): per-event cost should not grow with the
+	// backlog.
+	Backlogs []int
+	// WriteDuration is how long the writers commit to each of the two
+	// tables of the writers' phase (default Duration/2).
+	WriteDuration time.Duration
 	// Rate is the offered rate of the latency phase in events/s (default
 	// DefaultRate), each event committed in its own transaction.
 	Rate int
 	// Duration is the length of the latency phase (default DefaultDuration).
 	Duration time.Duration
 	// Producers is the number of goroutines committing the latency phase's
-	// events (default DefaultProducers): at 1,000 events/s a commit that
-	// waits for a disk flush keeps one goroutine from keeping up.
+	// events, and the writers of the writers' phase (default
+	// DefaultProducers): at 1,000 events/s a commit that waits for a disk
+	// flush keeps one goroutine from keeping up.
 	Producers int
 	// Relays is the number of relays run in this process on the shared
 	// outbox, each with its own connection pool and publisher (default 1;
@@ -106,6 +121,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
+	if len(o.Backlogs) == 0 {
+		o.Backlogs = []int{o.Events}
+	}
+	if o.WriteDuration == 0 {
+		o.WriteDuration = o.Duration / 2
+	}
 	if o.Relays == 0 {
 		o.Relays = DefaultRelays
 	}
@@ -128,8 +149,16 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Rate < 1 || o.Rate > 1_000_000 {
 		errs = append(errs, fmt.Errorf("%w: rate must be between 1 and 1000000 events/s (got %d)", ErrInvalidOptions, o.Rate))
 	}
+	for _, n := range o.Backlogs {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("%w: every backlog must be at least 1 event (got %d)", ErrInvalidOptions, n))
+		}
+	}
 	if o.Duration < 0 {
 		errs = append(errs, fmt.Errorf("%w: duration must be positive (got %s)", ErrInvalidOptions, o.Duration))
+	}
+	if o.WriteDuration < 0 {
+		errs = append(errs, fmt.Errorf("%w: write duration must be positive (got %s)", ErrInvalidOptions, o.WriteDuration))
 	}
 	if o.Producers < 1 {
 		errs = append(errs, fmt.Errorf("%w: producers must be at least 1 (got %d)", ErrInvalidOptions, o.Producers))
@@ -163,15 +192,19 @@ type bench struct {
 
 	nc     *natsgo.Conn // the bench's own connection, to purge, count and delete the stream
 	stream jetstream.JetStream
-	keys   []string // partition keys events cycle through; nil for none
-	seq    int      // events made so far, for their data and keys
+	keys   []string     // partition keys events cycle through; nil for none
+	seq    atomic.Int64 // events made so far, for their data and keys; the writers make them concurrently
 }
 
-// lane is what one relay, or one worker of a ceiling phase, works with: its
-// own connection pool, store and publisher, as a separate relay process
-// would have.
+// lane is what one relay, or one worker of the broker ceiling or the
+// reference relay, works with: its own connection pool, store and
+// publisher, as a separate relay process would have.
 type lane struct {
 	app *app.App
+	// nc and js publish without Herald's adapter, for the broker ceiling
+	// and the reference relay.
+	nc *natsgo.Conn
+	js jetstream.JetStream
 }
 
 // Run measures every phase and returns the report. An error returns the
@@ -193,8 +226,10 @@ func Run(ctx context.Context, opts Options) (rep Report, err error) {
 		return Report{}, err
 	}
 	rep.Setup = b.setup()
+	// Each phase leaves the outbox without bench rows and the stream
+	// checked and purged, so the next starts from the same state.
 	for _, phase := range []func(context.Context, *Report) error{
-		b.drainPhase, b.publishPhase, b.relayPhase, b.latencyPhase, b.checkStream,
+		b.brokerPhase, b.referencePhase, b.relayPhases, b.writersPhase, b.latencyPhase,
 	} {
 		if err := phase(ctx, &rep); err != nil {
 			return rep, err
@@ -258,6 +293,9 @@ func (b *bench) open(ctx context.Context) error {
 				return err
 			}
 		}
+		if err := b.openRaw(&b.lanes[i], i); err != nil {
+			return err
+		}
 	}
 
 	var err error
@@ -274,15 +312,45 @@ func (b *bench) open(ctx context.Context) error {
 	if sqlite {
 		return nil
 	}
-	st, err := b.lanes[0].app.Store.Stats(ctx)
+	var held [3]int
+	for i, state := range []outbox.State{outbox.StatePending, outbox.StateDead, outbox.StateDelivered} {
+		if held[i], err = b.lanes[0].app.Store.Count(ctx, outbox.Filter{State: state}); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if n := held[0] + held[1] + held[2]; n > 0 {
+		return fmt.Errorf("%w: %s holds %d rows (%d pending, %d dead, %d delivered); the bench runs only on an empty outbox, "+
+			"since its relays claim every pending row, and deletes only the rows it writes: use a fresh database or schema",
+			ErrOutboxNotEmpty, describeDatabase(cfg.Database), n, held[0], held[1], held[2])
+	}
+	return nil
+}
+
+// rawMaxPending bounds the acks outstanding when the bench publishes
+// without Herald's adapter: a generous window, so that the broker ceiling
+// and the reference relay are limited by the broker, not by waiting.
+const rawMaxPending = 1024
+
+// openRaw gives a lane its own connection and JetStream client for
+// publishing without Herald's adapter, authenticated as the adapter is.
+func (b *bench) openRaw(l *lane, i int) error {
+	opts, err := connectOptions(b.cfg.NATS)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	if n := st.Pending + st.Dead + st.Delivered; n > 0 {
-		return fmt.Errorf("%w: %s holds %d rows (%d pending, %d dead, %d delivered); the bench runs only on an empty outbox, "+
-			"since its relays claim every pending row, and deletes only the rows it writes: use a fresh database or schema",
-			ErrOutboxNotEmpty, describeDatabase(cfg.Database), n, st.Pending, st.Dead, st.Delivered)
+	addr := b.lanes[0].app.BrokerURL
+	nc, err := natsgo.Connect(addr, append(opts, natsgo.Name(fmt.Sprintf("herald-bench-raw-%d", i+1)))...)
+	if err != nil {
+		return fmt.Errorf("bench: connect to %s: %w", redactURL(addr), err)
 	}
+	l.nc = nc
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(rawMaxPending),
+		jetstream.WithPublishAsyncTimeout(b.cfg.NATS.AckTimeout))
+	if err != nil {
+		return fmt.Errorf("bench: jetstream: %w", err)
+	}
+	l.js = js
 	return nil
 }
 
@@ -374,6 +442,9 @@ func (b *bench) close(ctx context.Context) error {
 	}
 	// Lane 0 last: it may own the embedded server the others use.
 	for i := len(b.lanes) - 1; i >= 0; i-- {
+		if b.lanes[i].nc != nil {
+			b.lanes[i].nc.Close()
+		}
 		if err := b.lanes[i].app.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("bench: close relay %d: %w", i+1, err))
 		}
@@ -412,10 +483,9 @@ type benchData struct {
 	Seq         int      `json:"seq"`
 }
 
-// newEvent makes the next bench event.
+// newEvent makes the next bench event; it is safe for concurrent use.
 func (b *bench) newEvent() (event.Event, error) {
-	b.seq++
-	return b.event(b.seq)
+	return b.event(int(b.seq.Add(1)))
 }
 
 // event makes bench event number n.
@@ -448,20 +518,22 @@ func (b *bench) setup() Setup {
 	ex, _ := b.event(0)
 	payload, _ := ex.MarshalJSON()
 	s := Setup{
-		Database:      describeDatabase(b.cfg.Database),
-		Broker:        "NATS JetStream " + redactURL(b.lanes[0].app.BrokerURL),
-		Stream:        Stream + " (" + StreamSubjects + ", deleted afterwards)",
-		Relays:        b.opts.Relays,
-		BatchSize:     b.cfg.Relay.BatchSize,
-		Ordering:      b.cfg.Relay.Ordering,
-		KeepDelivered: b.cfg.Relay.KeepDelivered,
-		PartitionKeys: max(b.opts.Keys, 0),
-		EventBytes:    len(payload),
-		Wakeup:        fmt.Sprintf("polling (relay.poll_interval %s)", b.cfg.Relay.PollInterval),
-		CPUs:          runtime.NumCPU(),
-		GOMAXPROCS:    runtime.GOMAXPROCS(0),
-		GoVersion:     runtime.Version(),
-		Started:       time.Now().UTC().Truncate(time.Second),
+		Database:       describeDatabase(b.cfg.Database),
+		Broker:         "NATS JetStream " + redactURL(b.lanes[0].app.BrokerURL),
+		Stream:         Stream + " (" + StreamSubjects + ", purged after each phase, deleted afterwards)",
+		Relays:         b.opts.Relays,
+		BatchSize:      b.cfg.Relay.BatchSize,
+		Ordering:       b.cfg.Relay.Ordering,
+		KeepDelivered:  b.cfg.Relay.KeepDelivered,
+		PartitionKeys:  max(b.opts.Keys, 0),
+		EventBytes:     len(payload),
+		ReferenceBatch: referenceBatch,
+		MaxPendingAcks: rawMaxPending,
+		Wakeup:         fmt.Sprintf("polling (relay.poll_interval %s)", b.cfg.Relay.PollInterval),
+		CPUs:           runtime.NumCPU(),
+		GOMAXPROCS:     runtime.GOMAXPROCS(0),
+		GoVersion:      runtime.Version(),
+		Started:        time.Now().UTC().Truncate(time.Second),
 	}
 	if b.cfg.NATS.URL == "embedded" {
 		s.Broker = "in-process NATS JetStream " + b.lanes[0].app.BrokerURL

@@ -9,12 +9,10 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
 
-	"github.com/heraldhq/herald/adapters"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
@@ -73,167 +71,6 @@ func (b *bench) writeBacklog(ctx context.Context, n int) (*Throughput, error) {
 	return throughput(n, time.Since(start)), nil
 }
 
-// drainPhase measures the database alone: claim and complete a backlog with
-// Store.Claim and Store.Complete, publishing nothing.
-func (b *bench) drainPhase(ctx context.Context, rep *Report) error {
-	n := b.opts.Events
-	b.progress("1/4 database drain ceiling: writing %d events", n)
-	b.settle(ctx)
-	load, err := b.writeBacklog(ctx, n)
-	if err != nil {
-		return err
-	}
-	rep.Load = load
-	b.progress("1/4 database drain ceiling: draining with %d worker(s)", len(b.lanes))
-	var done atomic.Int64
-	errs := make([]error, len(b.lanes))
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i, l := range b.lanes {
-		wg.Go(func() { errs[i] = b.drain(ctx, l, fmt.Sprintf("herald-bench-%s-drain-%d", b.runID, i+1), &done) })
-	}
-	wg.Wait()
-	took := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("bench: drain ceiling: %w", err)
-	}
-	if got := done.Load(); got != int64(n) {
-		return fmt.Errorf("bench: drain ceiling: %w: drained %d of %d rows and none is left pending: is another relay serving this outbox?",
-			ErrLost, got, n)
-	}
-	rep.DrainCeiling = throughput(n, took)
-	return nil
-}
-
-// drain claims and completes rows as one worker until no bench row is
-// pending. Like the relay, it lets a statement it started finish when ctx
-// is cancelled, and stops before the next.
-func (b *bench) drain(ctx context.Context, l lane, owner string, done *atomic.Int64) error {
-	store := l.app.Store
-	batch, lease := b.cfg.Relay.BatchSize, b.cfg.Relay.Lease
-	outcomes := make([]outbox.Outcome, 0, batch)
-	stop := ctx
-	ctx = context.WithoutCancel(ctx)
-	for {
-		if err := stop.Err(); err != nil {
-			return context.Cause(stop)
-		}
-		rows, err := store.Claim(ctx, owner, batch, lease)
-		if err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			// Either the rest is done, or other workers hold the heads of
-			// the remaining keys for a moment.
-			pending, err := store.Count(ctx, outbox.Filter{State: outbox.StatePending, Type: EventType})
-			if err != nil || pending == 0 {
-				return err
-			}
-			if err := sleep(stop, time.Millisecond); err != nil {
-				return err
-			}
-			continue
-		}
-		outcomes = outcomes[:0]
-		for _, r := range rows {
-			if r.EventType != EventType {
-				return errors.Join(
-					fmt.Errorf("%w: claimed event %s of type %s: a producer is writing to this outbox", ErrForeignEvent, r.EventID, r.EventType),
-					store.Release(ctx, owner, seqs(rows)))
-			}
-			outcomes = append(outcomes, outbox.Outcome{Seq: r.Seq})
-		}
-		lost, err := store.Complete(ctx, owner, outcomes)
-		if err != nil {
-			return err
-		}
-		if lost > 0 {
-			return fmt.Errorf("%w: %d claimed rows were taken over by another relay", ErrLost, lost)
-		}
-		done.Add(int64(len(outcomes)))
-	}
-}
-
-func seqs(rows []outbox.Row) []int64 {
-	s := make([]int64, len(rows))
-	for i, r := range rows {
-		s[i] = r.Seq
-	}
-	return s
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// publishPhase measures the broker alone: pre-built messages through each
-// lane's Publish in batches of relay.batch_size.
-func (b *bench) publishPhase(ctx context.Context, rep *Report) error {
-	n := b.opts.Events
-	b.progress("2/4 broker publish ceiling: %d events with %d publisher(s)", n, len(b.lanes))
-	msgs := make([]adapters.Message, n)
-	for i := range msgs {
-		ev, err := b.newEvent()
-		if err != nil {
-			return err
-		}
-		payload, err := ev.MarshalJSON()
-		if err != nil {
-			return fmt.Errorf("bench: marshal event: %w", err)
-		}
-		msgs[i] = adapters.Message{ID: ev.ID, Type: ev.Type, PartitionKey: ev.PartitionKey, Payload: payload}
-	}
-	batch := b.cfg.Relay.BatchSize
-	per := (n + len(b.lanes) - 1) / len(b.lanes)
-	failed := make([]int, len(b.lanes))
-	firstErr := make([]error, len(b.lanes))
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i, l := range b.lanes {
-		part := msgs[min(i*per, n):min((i+1)*per, n)]
-		wg.Go(func() {
-			for len(part) > 0 && ctx.Err() == nil {
-				k := min(batch, len(part))
-				for _, r := range l.app.Publisher.Publish(ctx, part[:k]) {
-					if r.Err != nil {
-						failed[i]++
-						firstErr[i] = cmpErr(firstErr[i], r.Err)
-					}
-				}
-				part = part[k:]
-			}
-		})
-	}
-	wg.Wait()
-	took := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bench: publish ceiling: %w", context.Cause(ctx))
-	}
-	total := 0
-	for _, f := range failed {
-		total += f
-	}
-	if total > 0 {
-		return fmt.Errorf("bench: publish ceiling: %d of %d publishes failed, e.g.: %w", total, n, errors.Join(firstErr...))
-	}
-	rep.PublishCeiling = throughput(n, took)
-	return nil
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
-}
-
 // relays are the relays of one phase, running until stop.
 type relays struct {
 	cancel context.CancelFunc
@@ -281,16 +118,35 @@ func (rs *relays) stop() (producer.Stats, error) {
 	return rs.stats, rs.err
 }
 
-// relayPhase measures the relays draining a backlog, timed from their start
-// to the last ack.
-func (b *bench) relayPhase(ctx context.Context, rep *Report) error {
-	n := b.opts.Events
-	b.progress("3/4 herald relay: writing %d events", n)
+// relayPhases measures Herald's relays draining a backlog of each size in
+// Options.Backlogs.
+func (b *bench) relayPhases(ctx context.Context, rep *Report) error {
+	var cpu, wall float64 // core-seconds and seconds over the runs so far
+	for _, n := range b.opts.Backlogs {
+		r, err := b.relayRun(ctx, rep, n)
+		if r != nil {
+			rep.Relays = append(rep.Relays, *r)
+			cpu += r.CPUCores * r.Seconds
+			wall += r.Seconds
+			rep.Resources.RelayPhaseCPUCores = cpu / wall
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// relayRun measures the relays draining a backlog of n events, timed from
+// their start to the last ack. It returns what it measured also when the
+// check of it failed.
+func (b *bench) relayRun(ctx context.Context, rep *Report, n int) (*Relay, error) {
+	b.progress("3/5 herald relay: writing %d events", n)
 	b.settle(ctx)
 	if _, err := b.writeBacklog(ctx, n); err != nil {
-		return err
+		return nil, err
 	}
-	b.progress("3/4 herald relay: relaying with %d relay(s)", len(b.lanes))
+	b.progress("3/5 herald relay: relaying %d events with %d relay(s)", n, len(b.lanes))
 	ctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	t := newTracker(abort, int64(n), 0)
@@ -303,44 +159,46 @@ func (b *bench) relayPhase(ctx context.Context, rep *Report) error {
 	cpu1, _ := cpuTime()
 	stats, err := rs.stop()
 	if err = errors.Join(waitErr, err); err != nil {
-		return fmt.Errorf("bench: relay phase: %w", err)
+		return nil, fmt.Errorf("bench: herald relay, backlog %d: %w", n, err)
 	}
-	rep.Resources.RelayPhaseCPUCores = (cpu1 - cpu0).Seconds() / took.Seconds()
 
 	r := &Relay{
-		Throughput:   *throughput(n, took),
-		Batches:      t.batches.Load(),
-		PublishShare: 100 * float64(t.publishing.Load()) / float64(took*time.Duration(len(b.lanes))),
-		Acked:        t.acked.Load(),
-		Duplicates:   stats.Duplicates,
-		Failed:       stats.Failed,
-		DeadLettered: stats.DeadLettered,
+		Throughput:     *throughput(n, took),
+		MicrosPerEvent: took.Seconds() * 1e6 / float64(n),
+		Batches:        t.batches.Load(),
+		PublishShare:   100 * float64(t.publishing.Load()) / float64(took*time.Duration(len(b.lanes))),
+		Acked:          t.acked.Load(),
+		Duplicates:     stats.Duplicates,
+		Failed:         stats.Failed,
+		DeadLettered:   stats.DeadLettered,
+		CPUCores:       (cpu1 - cpu0).Seconds() / took.Seconds(),
+	}
+	if ref := rep.Reference; ref != nil {
+		r.VsReference = r.EventsPerSecond / ref.EventsPerSecond
+	}
+	if bc := rep.BrokerCeiling; bc != nil {
+		r.VsBrokerCeiling = r.EventsPerSecond / bc.EventsPerSecond
 	}
 	left, err := b.lanes[0].app.Store.Count(ctx, outbox.Filter{State: outbox.StatePending, Type: EventType})
 	if err != nil {
-		return fmt.Errorf("bench: relay phase: %w", err)
+		return r, fmt.Errorf("bench: herald relay, backlog %d: %w", n, err)
 	}
 	r.Lost = int(int64(n) - (r.Acked - r.Duplicates))
 	if r.Batches > 0 {
 		r.MeanBatch = float64(r.Acked) / float64(r.Batches)
 	}
-	r.Ceiling, r.PercentOfCeiling = "drain", 100*r.EventsPerSecond/rep.DrainCeiling.EventsPerSecond
-	if rep.PublishCeiling.EventsPerSecond < rep.DrainCeiling.EventsPerSecond {
-		r.Ceiling, r.PercentOfCeiling = "publish", 100*r.EventsPerSecond/rep.PublishCeiling.EventsPerSecond
-	}
-	rep.Relay = r
 	if r.Lost != 0 || left != 0 || r.DeadLettered != 0 {
-		return fmt.Errorf("bench: relay phase: %w: %d of %d events acked once, %d dead-lettered, %d still pending",
-			ErrLost, r.Acked-r.Duplicates, n, r.DeadLettered, left)
+		return r, fmt.Errorf("bench: herald relay, backlog %d: %w: %d of %d events acked once, %d dead-lettered, %d still pending",
+			n, ErrLost, r.Acked-r.Duplicates, n, r.DeadLettered, left)
 	}
-	return nil
+	return r, b.checkPhase(ctx, rep, fmt.Sprintf("herald relay, backlog %d", n), uint64(r.Acked-r.Duplicates))
 }
 
 // latencyPhase offers events at the configured rate, one per transaction,
 // while the relays run with their normal wake-up, and measures each event
 // from its commit to its ack.
 func (b *bench) latencyPhase(ctx context.Context, rep *Report) error {
-	b.progress("4/4 latency: %d events/s for %s, one per transaction, %d producers", b.opts.Rate, b.opts.Duration, b.opts.Producers)
+	b.progress("5/5 latency: %d events/s for %s, one per transaction, %d producers", b.opts.Rate, b.opts.Duration, b.opts.Producers)
 	// Hand the backlogs' memory back so the RSS sampled below is the relay
 	// at work, not the earlier phases' leftovers.
 	b.settle(ctx)
@@ -415,7 +273,7 @@ func (b *bench) latencyPhase(ctx context.Context, rep *Report) error {
 	if l.Lost > 0 {
 		return fmt.Errorf("bench: latency phase: %w: %d of %d committed events never acked", ErrLost, l.Lost, committed)
 	}
-	return nil
+	return b.checkPhase(ctx, rep, "latency", uint64(l.Acked))
 }
 
 // produce offers events on a fixed schedule at the configured rate, each
@@ -496,25 +354,3 @@ func percentile(sorted []time.Duration, q float64) float64 {
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }
-
-// checkStream compares the bench stream's message count with what the
-// phases published: every event once.
-func (b *bench) checkStream(ctx context.Context, rep *Report) error {
-	s, err := b.stream.Stream(ctx, Stream)
-	if err != nil {
-		return fmt.Errorf("bench: stream %s: %w", Stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("bench: stream %s: %w", Stream, err)
-	}
-	c := &Checks{
-		StreamMessages: info.State.Msgs,
-		Expected:       uint64(rep.PublishCeiling.Events) + uint64(rep.Relay.Acked-rep.Relay.Duplicates) + uint64(rep.Latency.Acked),
-	}
-	rep.Checks = c
-	if c.StreamMessages != c.Expected {
-		return fmt.Errorf("bench: %w: stream %s holds %d messages, %d were published and acked", ErrLost, Stream, c.StreamMessages, c.Expected)
-	}
-	return nil
-}
