@@ -163,27 +163,14 @@ func (e *engine) readStage(ctx context.Context) {
 		forced := now.Sub(passStart) >= resetEvery || due || newVersion != version
 		if forced || atEnd {
 			if e.inflight.Load() > 0 {
-				if forced {
-					select {
-					case <-ctx.Done():
-					case <-e.recorded:
-					}
-					continue
-				}
-				// At the end with batches still being published or
-				// recorded: look forward from the cursor again soon
-				// rather than wait for them, so that a commit now is
-				// not held up by the last batch's bookkeeping.
-				timer.Reset(minPoll)
+				// Wait for them: the next pass must start from the lowest
+				// pending seq, where a transaction that committed late
+				// shows up, and reading forward instead held such rows
+				// back until the forced reset (p99 over 500 ms at 1,000
+				// events/s with 16 writers).
 				select {
 				case <-ctx.Done():
 				case <-e.recorded:
-				case <-e.r.wake:
-				case <-timer.C:
-				}
-				timer.Stop()
-				if e.inflight.Load() > 0 {
-					atEnd = false
 				}
 				continue
 			}
