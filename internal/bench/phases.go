@@ -111,7 +111,6 @@ func (rs *relays) stop() (producer.Stats, error) {
 			rs.stats.Duplicates += s.Duplicates
 			rs.stats.Failed += s.Failed
 			rs.stats.DeadLettered += s.DeadLettered
-			rs.stats.LeaseLost += s.LeaseLost
 		}
 		rs.err = errors.Join(rs.errs...)
 	})

@@ -35,7 +35,6 @@ type Metrics struct {
 	publishTime  *prometheus.HistogramVec
 	commitToAck  *prometheus.HistogramVec
 	reclaimed    *prometheus.CounterVec
-	leaseLost    *prometheus.CounterVec
 
 	auditRecords *prometheus.CounterVec
 	enrichLag    *prometheus.HistogramVec
@@ -75,9 +74,6 @@ func New(store *outbox.Store) *Metrics {
 		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_lease_takeovers_total", Help: "Buckets taken over from a relay that stopped renewing its lease; their unrecorded events are published again.",
 		}, dest),
-		leaseLost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_lease_lost_total", Help: "Outcomes not recorded because another relay had taken the rows over.",
-		}, dest),
 		auditRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_enricher_records_total", Help: "Audit records the enricher handled, by source (ingest, tail, ...) and status (enriched, quarantined, duplicate).",
 		}, []string{"source", "status"}),
@@ -96,7 +92,7 @@ func New(store *outbox.Store) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, dest),
 	}
-	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.leaseLost, m.auditRecords, m.enrichLag,
+	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.auditRecords, m.enrichLag,
 		m.webhookAttempts, m.webhookAttemptTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		outboxCollector{store: store})
@@ -124,7 +120,6 @@ func (m *Metrics) Relay(destination string) producer.Observer {
 		publishTime: m.publishTime.WithLabelValues(destination),
 		commitToAck: m.commitToAck.WithLabelValues(destination),
 		reclaimed:   m.reclaimed.WithLabelValues(destination),
-		leaseLost:   m.leaseLost.WithLabelValues(destination),
 	}
 }
 
@@ -132,7 +127,7 @@ type relayObserver struct {
 	m                        *Metrics
 	dest                     string
 	publishTime, commitToAck prometheus.Observer
-	reclaimed, leaseLost     prometheus.Counter
+	reclaimed                prometheus.Counter
 }
 
 func (o relayObserver) Published(_ int, took time.Duration) { o.publishTime.Observe(took.Seconds()) }
@@ -152,8 +147,6 @@ func (o relayObserver) DeadLettered(eventType string) {
 }
 
 func (o relayObserver) Reclaimed(n int) { o.reclaimed.Add(float64(n)) }
-
-func (o relayObserver) LeaseLost(n int) { o.leaseLost.Add(float64(n)) }
 
 // WebhookAttempts returns the observer of the webhook publisher serving one
 // outbox destination, for webhook.WithAttemptObserver. Attempts are counted

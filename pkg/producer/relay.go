@@ -70,9 +70,6 @@ type Observer interface {
 	// renewing its lease (it died or stalled): what it published and did
 	// not record goes out again, and the broker drops the copies.
 	Reclaimed(n int)
-	// LeaseLost reports outcomes this relay could not record because
-	// another relay had taken the rows over.
-	LeaseLost(n int)
 }
 
 type nopObserver struct{}
@@ -82,7 +79,6 @@ func (nopObserver) Delivered(string, time.Duration, bool) {}
 func (nopObserver) Failed(string)                         {}
 func (nopObserver) DeadLettered(string)                   {}
 func (nopObserver) Reclaimed(int)                         {}
-func (nopObserver) LeaseLost(int)                         {}
 
 // Option configures a Relay.
 type Option func(*settings)
@@ -452,11 +448,10 @@ type Stats struct {
 	Duplicates   int64 // accepted, but recognised by the broker as already stored
 	Failed       int64 // failed attempts that will be retried
 	DeadLettered int64
-	LeaseLost    int64 // outcomes not recorded because another relay had taken the rows
 }
 
 type counters struct {
-	published, duplicates, failed, dead, leaseLost atomic.Int64
+	published, duplicates, failed, dead atomic.Int64
 }
 
 // Stats returns the relay's counters.
@@ -466,6 +461,5 @@ func (r *Relay) Stats() Stats {
 		Duplicates:   r.stats.duplicates.Load(),
 		Failed:       r.stats.failed.Load(),
 		DeadLettered: r.stats.dead.Load(),
-		LeaseLost:    r.stats.leaseLost.Load(),
 	}
 }

@@ -134,7 +134,7 @@ func TestFourRelaysShareWorkAndKeepPerKeyOrder(t *testing.T) {
 			if s.Published == 0 {
 				t.Errorf("%s published nothing: relays do not share the work", relay.Name())
 			}
-			if s.Duplicates != 0 || s.LeaseLost != 0 {
+			if s.Duplicates != 0 {
 				t.Errorf("%s: %+v; no event may be published twice", relay.Name(), s)
 			}
 		}
