@@ -102,35 +102,47 @@ func (s *Store) Lease(ctx context.Context, owner string, want int, lease time.Du
 	}
 	prev := map[int]bool{} // buckets taken whose lease another relay let run out
 	if missing := want - len(held); missing > 0 {
-		var free []struct {
-			Bucket int
-			Owner  sql.NullString
-		}
-		if err := db.Raw(`SELECT bucket, owner FROM herald_outbox_buckets
-WHERE destination = ? AND (owner IS NULL OR expires_at <= ?) ORDER BY bucket`, s.destination, nowEnc).Scan(&free).Error; err != nil {
-			return out, fmt.Errorf("outbox lease: find free buckets: %w", err)
-		}
-		// Start at a point of the owner's own: relays joining together
-		// then mostly ask for different buckets.
-		if len(free) > 0 {
-			off := int(hashName(owner) % uint32(len(free)))
-			free = append(free[off:], free[:off]...)
-		}
-		if take := free[:min(missing, len(free))]; len(take) > 0 {
+		// Candidates are locked, skipping those another taker holds, and
+		// taken in one transaction: a taker never waits on another, so
+		// relays joining at once cannot deadlock (multi-row UPDATEs lock
+		// rows in no fixed order).
+		err := db.Transaction(func(tx *gorm.DB) error {
+			var free []struct {
+				Bucket int
+				Owner  sql.NullString
+			}
+			if err := tx.Raw(`SELECT bucket, owner FROM herald_outbox_buckets
+WHERE destination = ? AND (owner IS NULL OR expires_at <= ?) ORDER BY bucket`+s.d.skipLocked, s.destination, nowEnc).Scan(&free).Error; err != nil {
+				return fmt.Errorf("find free buckets: %w", err)
+			}
+			// Start at a point of the owner's own: relays joining together
+			// then mostly ask for different buckets.
+			if len(free) > 0 {
+				off := int(hashName(owner) % uint32(len(free)))
+				free = append(free[off:], free[:off]...)
+			}
+			take := free[:min(missing, len(free))]
+			if len(take) == 0 {
+				return nil
+			}
 			args := []any{owner, until, s.destination}
 			for _, f := range take {
 				args = append(args, f.Bucket)
 			}
-			if err := db.Exec(`UPDATE herald_outbox_buckets SET owner = ?, expires_at = ?
+			if err := tx.Exec(`UPDATE herald_outbox_buckets SET owner = ?, expires_at = ?
 WHERE destination = ? AND bucket IN (`+placeholders(len(take))+`) AND (owner IS NULL OR expires_at <= ?)`,
 				append(args, nowEnc)...).Error; err != nil {
-				return out, fmt.Errorf("outbox lease: take buckets: %w", err)
+				return fmt.Errorf("take buckets: %w", err)
 			}
 			for _, f := range take {
 				if f.Owner.Valid && f.Owner.String != owner {
 					prev[f.Bucket] = true
 				}
 			}
+			return nil
+		}, &sql.TxOptions{Isolation: s.d.leaseIsolation})
+		if err != nil {
+			return out, fmt.Errorf("outbox lease: %w", err)
 		}
 		if held, err = s.heldBuckets(ctx, owner); err != nil {
 			return out, err

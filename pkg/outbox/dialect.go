@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,6 +37,12 @@ type dialect struct {
 	// unrouted and routed test the routed column as its partial index
 	// predicate is written, so that the planner can use the index.
 	unrouted, routed string
+	// skipLocked ends a SELECT that locks its rows, skipping rows another
+	// transaction has locked; "" where there are no row locks (SQLite).
+	skipLocked string
+	// leaseIsolation is the isolation of taking buckets: READ COMMITTED on
+	// MySQL, whose REPEATABLE READ would add gap locks.
+	leaseIsolation sql.IsolationLevel
 	// insertIgnore inserts a row unless its (event_id, destination)
 	// exists: prefix and suffix around "INTO herald_outbox (…) VALUES …".
 	insertIgnore [2]string
@@ -76,6 +83,7 @@ var postgresDialect = dialect{
 	upsertRelay:   upsertRelayStd,
 	insertBuckets: insertBucketsStd,
 	doorbell:      true,
+	skipLocked:    " FOR UPDATE SKIP LOCKED",
 	unrouted:      "NOT routed",
 	routed:        "routed",
 	insertIgnore:  [2]string{"INSERT", " ON CONFLICT DO NOTHING"},
@@ -95,9 +103,11 @@ ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`,
 	insertBuckets: func(destination string) string {
 		return `INSERT IGNORE INTO herald_outbox_buckets (destination, bucket) VALUES ` + bucketRows(destination)
 	},
-	unrouted:     "routed = 0",
-	routed:       "routed = 1",
-	insertIgnore: [2]string{"INSERT IGNORE", ""},
+	unrouted:       "routed = 0",
+	routed:         "routed = 1",
+	insertIgnore:   [2]string{"INSERT IGNORE", ""},
+	skipLocked:     " FOR UPDATE SKIP LOCKED",
+	leaseIsolation: sql.LevelReadCommitted,
 	migrationsTable: `CREATE TABLE IF NOT EXISTS herald_schema_migrations (
   version    INT PRIMARY KEY,
   name       VARCHAR(255) NOT NULL,
