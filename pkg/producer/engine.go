@@ -121,11 +121,11 @@ func (e *engine) leave(ctx context.Context) {
 	}
 }
 
-// readStage reads batches until ctx ends. It reads forward from the last
-// seq while batches are in flight, and starts a new pass from the lowest
-// pending seq when the pipeline is empty and it has reached the end, when a
-// held key or a backoff is due, when its buckets changed, or at least every
-// resetEvery.
+// readStage reads batches until ctx ends. Within a pass it reads forward
+// from the last seq while earlier batches are in flight; once it reaches the
+// end, a held key or a backoff is due, its buckets changed, or resetEvery
+// has passed, it waits for the pipeline to empty and starts a new pass from
+// the lowest pending seq.
 func (e *engine) readStage(ctx context.Context) {
 	cfg := &e.r.cfg
 	var (
@@ -163,11 +163,11 @@ func (e *engine) readStage(ctx context.Context) {
 		forced := now.Sub(passStart) >= resetEvery || due || newVersion != version
 		if forced || atEnd {
 			if e.inflight.Load() > 0 {
-				// Wait for them: the next pass must start from the lowest
-				// pending seq, where a transaction that committed late
-				// shows up, and reading forward instead held such rows
-				// back until the forced reset (p99 over 500 ms at 1,000
-				// events/s with 16 writers).
+				// Batches are in flight: wait for them. The next pass must
+				// start from the lowest pending seq, where a transaction
+				// that committed late shows up; reading forward instead
+				// held such rows back until the forced pass (p99 over
+				// 500 ms at 1,000 events/s with 16 writers).
 				select {
 				case <-ctx.Done():
 				case <-e.recorded:
