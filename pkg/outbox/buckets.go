@@ -194,10 +194,6 @@ WHERE destination = ? AND owner = ? AND bucket IN (`+placeholders(len(buckets))+
 	return nil
 }
 
-// HasDoorbell reports whether the database can wake a waiting relay when a
-// writer commits (PostgreSQL's LISTEN/NOTIFY); elsewhere relays poll.
-func (s *Store) HasDoorbell() bool { return s.d.doorbell }
-
 // Wait registers the relay name as waiting until the given time, so that
 // writers' commits ring the doorbell (NotifyChannel) for it. Writers pay for
 // NOTIFY only while some relay waits. Without a doorbell it does nothing.

@@ -156,6 +156,16 @@ func (e *engine) readStage(ctx context.Context) {
 		}
 		return true
 	}
+	// failed logs a database error, waits a poll interval and ends the pass;
+	// it reports false once ctx has ended.
+	failed := func(what string, err error) bool {
+		atEnd = true
+		if ctx.Err() != nil {
+			return false
+		}
+		cfg.log.Error("relay: "+what+" failed", "error", err)
+		return sleep(cfg.pollInterval)
+	}
 	for ctx.Err() == nil {
 		now := time.Now()
 		due := e.holds.due(now)
@@ -224,13 +234,9 @@ func (e *engine) readStage(ctx context.Context) {
 			// by then every destination must have its copy.
 			n, err := e.store.Route(ctx, buckets, cfg.router, cfg.batchSize)
 			if err != nil {
-				if ctx.Err() == nil {
-					cfg.log.Error("relay: fanning out to destinations failed", "error", err)
-					if !sleep(cfg.pollInterval) {
-						return
-					}
+				if !failed("fanning out to destinations", err) {
+					return
 				}
-				atEnd = true
 				continue
 			}
 			e.worked.Add(int64(n))
@@ -238,13 +244,9 @@ func (e *engine) readStage(ctx context.Context) {
 		rows, err := e.store.Read(ctx, outbox.ReadQuery{Buckets: buckets, After: cursor, SkipKeys: e.holds.keys(maxSkipKeys),
 			RoutedOnly: routing, Limit: cfg.batchSize})
 		if err != nil {
-			if ctx.Err() == nil {
-				cfg.log.Error("relay: read failed", "error", err)
-				if !sleep(cfg.pollInterval) {
-					return
-				}
+			if !failed("read", err) {
+				return
 			}
-			atEnd = true
 			continue
 		}
 		atEnd = len(rows) < cfg.batchSize
