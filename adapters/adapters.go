@@ -39,7 +39,12 @@ type Result struct {
 // Publisher sends messages to one broker.
 //
 // Publish returns exactly one Result per message, in order, and never panics
-// or fails as a whole: a broker that is down yields an error in every Result.
+// or fails as a whole: a broker that is down yields an error in every Result,
+// each wrapping ErrUnavailable. Once a message with a partition key fails,
+// for whatever reason (permanent ones included), the later messages with that
+// key in the same call are not sent: the relay decides what happens to the
+// key (it retries the head, or parks the key behind its dead letter), and a
+// later event must never overtake an earlier one at the broker.
 // Publish may be called from one goroutine at a time; Close waits for nothing
 // that Publish has not already returned.
 type Publisher interface {
@@ -55,6 +60,23 @@ func Permanent(err error) error {
 	return fmt.Errorf("%w: %w", ErrPermanent, err)
 }
 
+// ErrUnavailable marks a fault of the destination as a whole rather than of
+// one message: the broker is unreachable, reconnecting, throttling, refusing
+// the credentials, or the queue or topic is missing. The relay pauses the
+// destination behind a circuit breaker and spends no attempt of any event on
+// it, so an outage of any length dead-letters nothing. Adapters wrap every
+// such error with Unavailable; an error of one message (it is malformed,
+// oversize, refused for what it is) must not be marked.
+var ErrUnavailable = errors.New("destination unavailable")
+
+// Unavailable wraps err so that errors.Is(err, ErrUnavailable) holds.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
 // FailAll returns one Result per message, each carrying err. Adapters use it
 // when the whole batch fails before anything is sent.
 func FailAll(n int, err error) []Result {
@@ -64,6 +86,19 @@ func FailAll(n int, err error) []Result {
 	}
 	return res
 }
+
+// Bounded is implemented by publishers that know how long one Publish of n
+// messages may take at most, from their own timeouts (an ack wait, an HTTP
+// request timeout, how many requests run at once). The relay cuts a Publish
+// off after that long; messages still unsent then are given back to the
+// outbox, not counted as attempts. Without it the relay allows
+// DefaultMaxPublishTime.
+type Bounded interface {
+	MaxPublishTime(n int) time.Duration
+}
+
+// DefaultMaxPublishTime bounds a Publish of a publisher that is not Bounded.
+const DefaultMaxPublishTime = 2 * time.Minute
 
 // Checker is implemented by publishers that can tell whether their broker is
 // reachable right now; readiness probes use it. It must not publish.

@@ -50,7 +50,48 @@ type settings struct {
 	tracer          trace.Tracer // nil: no spans, and no work spent on them
 	destination     string
 	router          outbox.Router
+	deadLetters     DeadLetterPolicy
 	log             *slog.Logger
+}
+
+// DeadLetterPolicy says what a dead-lettered event does to the later events
+// of its partition key.
+type DeadLetterPolicy int
+
+const (
+	// ParkKey, the default, holds the key's later events back until its
+	// dead letter is retried (`herald outbox retry`, which puts it first
+	// again) or purged: a consumer that provisions from events never sees
+	// "access granted" after a "data product created" it never got.
+	ParkKey DeadLetterPolicy = iota
+	// SkipKey lets the key's later events go on without the dead one; a
+	// retried dead letter then arrives after them.
+	SkipKey
+)
+
+// String returns the name ParseDeadLetterPolicy accepts.
+func (p DeadLetterPolicy) String() string {
+	switch p {
+	case ParkKey:
+		return "park_key"
+	case SkipKey:
+		return "skip"
+	default:
+		return fmt.Sprintf("DeadLetterPolicy(%d)", int(p))
+	}
+}
+
+// ParseDeadLetterPolicy turns a configuration value, "park_key" or "skip",
+// into a DeadLetterPolicy.
+func ParseDeadLetterPolicy(s string) (DeadLetterPolicy, error) {
+	switch s {
+	case "park_key":
+		return ParkKey, nil
+	case "skip":
+		return SkipKey, nil
+	default:
+		return 0, fmt.Errorf("dead letter policy %q: want park_key or skip", s)
+	}
 }
 
 // Observer is told what a relay does, for metrics. Its methods are called on
@@ -167,6 +208,11 @@ func WithTracerProvider(tp trace.TracerProvider, destination string) Option {
 // goes. Other destinations' relays need no router. r must answer from
 // memory; an empty route table costs nothing.
 func WithRouter(r outbox.Router) Option { return func(s *settings) { s.router = r } }
+
+// WithDeadLetterPolicy sets what a dead letter does to the later events of
+// its key (default ParkKey). It matters only with ordering
+// (outbox.WithOrdering).
+func WithDeadLetterPolicy(p DeadLetterPolicy) Option { return func(s *settings) { s.deadLetters = p } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
