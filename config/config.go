@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
+	"github.com/heraldhq/herald/pkg/producer"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -250,8 +252,9 @@ type Relay struct {
 	BatchSize    int           `koanf:"batch_size"`
 	PollInterval time.Duration `koanf:"poll_interval"`
 	// Lease is how long a relay's bucket leases last unless renewed: how
-	// long a relay that died keeps its buckets. It must outlive a publish
-	// (nats.ack_timeout), which is cut off after it.
+	// long a relay that died keeps its buckets. A live relay renews them
+	// every lease/3, however long a publish takes, so the lease bounds
+	// failover, not a publish.
 	Lease           time.Duration `koanf:"lease"`
 	MaxAttempts     int           `koanf:"max_attempts"`
 	BackoffMin      time.Duration `koanf:"backoff_min"`
@@ -267,6 +270,11 @@ type Relay struct {
 	// two of one key in flight, across all relays (every relay of one
 	// outbox must agree). Off trades that for throughput on few keys.
 	Ordering bool `koanf:"ordering"`
+	// DeadLetterPolicy is what a dead-lettered event does to the later
+	// events of its partition key: "park_key" holds them back until it is
+	// retried or purged, so that no consumer sees an event whose
+	// predecessor it never got; "skip" lets them go on without it.
+	DeadLetterPolicy string `koanf:"dead_letter_policy"`
 }
 
 // Tracing configures OpenTelemetry spans of the relay: one per published
@@ -310,9 +318,11 @@ func Default() Config {
 		Relay: Relay{
 			// 500 amortises each read, publish window and delete: 1.1 ×
 			// the reference relay at 100, 1.4 × at 500 (docs/benchmarks.md).
-			BatchSize:       500,
-			PollInterval:    500 * time.Millisecond,
-			Lease:           30 * time.Second,
+			BatchSize:    500,
+			PollInterval: 500 * time.Millisecond,
+			// A relay renews every second: a dead one's keys move on
+			// within about 4s.
+			Lease:           3 * time.Second,
 			MaxAttempts:     10,
 			BackoffMin:      time.Second,
 			BackoffMax:      10 * time.Minute,
@@ -321,6 +331,7 @@ func Default() Config {
 			// A week: long enough to look into last week's incident.
 			DeliveredRetention: 7 * 24 * time.Hour,
 			Ordering:           true,
+			DeadLetterPolicy:   producer.ParkKey.String(),
 		},
 		Log:        Log{Level: "info", Format: "text"},
 		Tracing:    Tracing{Exporter: "none", SampleRatio: 1},
@@ -400,7 +411,6 @@ func (c Config) Validate() error {
 	c.Database.validate(bad)
 	c.Main().validateAdapter("", bad)
 	c.Relay.validate(bad)
-	c.validateLease("", c.Main(), bad)
 	c.validateDestinations(bad)
 	c.Log.validate(bad)
 	c.Tracing.validate(bad)
@@ -445,15 +455,6 @@ func (a Destination) validateAdapter(prefix string, bad reporter) {
 	}
 }
 
-func (c Config) validateLease(prefix string, a Destination, bad reporter) {
-	if a.Adapter == "nats" && c.Relay.Lease <= a.NATS.AckTimeout {
-		bad("relay.lease", "must exceed %snats.ack_timeout=%s (got %s)", prefix, a.NATS.AckTimeout, c.Relay.Lease)
-	}
-	if a.Adapter == "webhook" && c.Relay.Lease <= a.Webhook.Timeout {
-		bad("relay.lease", "must exceed %swebhook.timeout=%s (got %s)", prefix, a.Webhook.Timeout, c.Relay.Lease)
-	}
-}
-
 func (c Config) validateDestinations(bad reporter) {
 	seen := map[string]bool{}
 	for i, d := range c.Destinations {
@@ -471,7 +472,6 @@ func (c Config) validateDestinations(bad reporter) {
 			bad(prefix+"types", "%v", err)
 		}
 		d.validateAdapter(prefix, bad)
-		c.validateLease(prefix, d, bad)
 		if d.Adapter != "nats" {
 			continue
 		}
@@ -501,11 +501,11 @@ func (q SQS) validate(bad reporter) {
 	if q.QueueURL == "" {
 		bad("sqs.queue_url", "required when adapter=sqs")
 	} else if u, err := url.Parse(q.QueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad("sqs.queue_url", "must be an http(s) queue URL (got %q)", q.QueueURL)
+		bad("sqs.queue_url", "must be an http(s) queue URL (got %q)", redact.URL(q.QueueURL))
 	}
 	if q.Endpoint != "" {
 		if u, err := url.Parse(q.Endpoint); err != nil || u.Host == "" {
-			bad("sqs.endpoint", "must be a URL (got %q)", q.Endpoint)
+			bad("sqs.endpoint", "must be a URL (got %q)", redact.URL(q.Endpoint))
 		}
 	}
 	if q.MaxMessageSize < 0 {
@@ -519,8 +519,11 @@ func (b ServiceBus) validate(bad reporter) {
 		bad("servicebus.connection_string", "one of servicebus.connection_string or servicebus.namespace is required when adapter=servicebus")
 	case b.ConnectionString != "" && b.Namespace != "":
 		bad("servicebus.namespace", "set servicebus.connection_string or servicebus.namespace, not both")
+	case b.Namespace != "" && strings.ContainsAny(b.Namespace, ";="):
+		// Never echoed: it looks like a connection string, key included.
+		bad("servicebus.namespace", "must be a host name like herald.servicebus.windows.net, not a connection string (that is servicebus.connection_string)")
 	case b.Namespace != "" && strings.ContainsAny(b.Namespace, ":/"):
-		bad("servicebus.namespace", "must be a host name like herald.servicebus.windows.net, not a URL (got %q)", b.Namespace)
+		bad("servicebus.namespace", "must be a host name like herald.servicebus.windows.net, not a URL (got %q)", redact.URL(b.Namespace))
 	}
 	if (b.Queue == "") == (b.Topic == "") {
 		bad("servicebus.queue", "exactly one of servicebus.queue or servicebus.topic is required")
@@ -607,11 +610,7 @@ func checkServerURL(raw string) string {
 		return "is not a valid URL"
 	}
 	if (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-		shown := raw
-		if u.User != nil {
-			shown = u.Redacted()
-		}
-		return fmt.Sprintf("must be a nats:// or tls:// URL with a host (got %q)", shown)
+		return fmt.Sprintf("must be a nats:// or tls:// URL with a host (got %q)", redact.URL(raw))
 	}
 	return ""
 }
@@ -627,6 +626,9 @@ func (r Relay) validate(bad reporter) {
 	if r.MaxAttempts < 1 {
 		bad("relay.max_attempts", "must be at least 1 (got %d)", r.MaxAttempts)
 	}
+	if _, err := producer.ParseDeadLetterPolicy(r.DeadLetterPolicy); err != nil {
+		bad("relay.dead_letter_policy", "must be one of park_key, skip (got %q)", r.DeadLetterPolicy)
+	}
 	positive(bad, "relay.backoff_min", r.BackoffMin)
 	if r.BackoffMax < r.BackoffMin {
 		bad("relay.backoff_max", "must be at least relay.backoff_min=%s (got %s)", r.BackoffMin, r.BackoffMax)
@@ -641,7 +643,7 @@ func (w Webhook) validate(bad reporter) {
 	if w.URL == "" {
 		bad("webhook.url", "required when adapter=webhook")
 	} else if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad("webhook.url", "must be an http(s) URL (got %q)", w.URL)
+		bad("webhook.url", "must be an http(s) URL (got %q)", redact.URL(w.URL))
 	}
 	switch {
 	case len(w.Secrets) == 0 && w.SecretsFile == "":
@@ -725,7 +727,7 @@ func (t Tracing) validate(bad reporter) {
 	}
 	if t.Endpoint != "" {
 		if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("tracing.endpoint", "must be an http(s) URL such as http://otel-collector:4318 (got %q)", t.Endpoint)
+			bad("tracing.endpoint", "must be an http(s) URL such as http://otel-collector:4318 (got %q)", redact.URL(t.Endpoint))
 		}
 	}
 	if t.SampleRatio < 0 || t.SampleRatio > 1 {

@@ -356,6 +356,22 @@ func TestLoadErrors(t *testing.T) {
 			invalid: true,
 		},
 		{
+			name: "a secret of the wrong type is not shown",
+			yaml: "nats:\n  password: 31415926\nhttp:\n  ingest_token: [27182818]\nwebhook:\n  secrets: [16180339]\n",
+			want: []string{
+				`config {path}: http.ingest_token: must be a string (the value is not shown: it is a secret)`,
+				`config {path}: nats.password: must be a string (the value is not shown: it is a secret)`,
+				`config {path}: webhook.secrets: must be a list of strings (the value is not shown: it is a secret)`,
+			},
+			invalid: true,
+		},
+		{
+			name:    "a URL where a section or string goes is shown redacted",
+			yaml:    "nats: nats://alice:pw@h:4222\nwebhook:\n  url:\n    - https://h/hook?token=t0k\n",
+			want:    []string{`config {path}: nats: must be a mapping of settings (got "nats://alice:xxxxx@h:4222")`, `config {path}: webhook.url: cannot parse [https://h/hook?token=xxxxx] as a string`},
+			invalid: true,
+		},
+		{
 			name:    "wrong type for string and list",
 			yaml:    "database:\n  dsn: 42\nnats:\n  stream_subjects: [a.>, 7]\n",
 			want:    []string{`config {path}: database.dsn: cannot parse 42 as a string`, `config {path}: nats.stream_subjects: entry 2: cannot parse 7 as a string`},
@@ -507,12 +523,23 @@ func TestValidate(t *testing.T) {
 			`subscriptions.allow_cidrs: "10.0.0.0/33" is neither a CIDR nor an IP address`},
 		{"tracing exporter", func(c *config.Config) { c.Tracing.Exporter = "jaeger" }, `tracing.exporter: must be none or otlp (got "jaeger")`},
 		{"tracing endpoint", func(c *config.Config) { c.Tracing.Endpoint = "collector:4318" }, `tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "collector:4318")`},
+		{"tracing endpoint redacted", func(c *config.Config) { c.Tracing.Endpoint = "grpc://otel:pw@collector:4317?key=k" },
+			`tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "grpc://otel:xxxxx@collector:4317?key=xxxxx")`},
 		{"tracing sample ratio", func(c *config.Config) { c.Tracing.SampleRatio = 1.5 }, `tracing.sample_ratio: must be between 0 and 1 (got 1.5)`},
 		{"negative retention", func(c *config.Config) { c.Relay.DeliveredRetention = -time.Hour }, `relay.delivered_retention: must not be negative (got -1h0m0s)`},
 		{"driver unknown", func(c *config.Config) { c.Database.Driver = "oracle" }, `database.driver: must be one of sqlite, postgres, mysql (got "oracle")`},
 		{"dsn", func(c *config.Config) { c.Database.DSN = "" }, `database.dsn: required`},
 		{"adapter sqs without queue", func(c *config.Config) { c.Adapter = "sqs" }, `sqs.queue_url: required when adapter=sqs`},
 		{"sqs queue url", func(c *config.Config) { c.Adapter = "sqs"; c.SQS.QueueURL = "orders" }, `sqs.queue_url: must be an http(s) queue URL (got "orders")`},
+		{"sqs queue url redacted", func(c *config.Config) { c.Adapter = "sqs"; c.SQS.QueueURL = "sqs://q?X-Amz-Signature=s1g" },
+			`sqs.queue_url: must be an http(s) queue URL (got "sqs://q?X-Amz-Signature=xxxxx")`},
+		{"sqs endpoint redacted", func(c *config.Config) {
+			c.Adapter, c.SQS.QueueURL, c.SQS.Endpoint = "sqs", "https://sqs.example/1/q", "/local?token=t0k"
+		}, `sqs.endpoint: must be a URL (got "/local?token=xxxxx")`},
+		{"servicebus namespace connection string", func(c *config.Config) {
+			c.Adapter, c.ServiceBus.Queue = "servicebus", "q"
+			c.ServiceBus.Namespace = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=k3y="
+		}, `servicebus.namespace: must be a host name like herald.servicebus.windows.net, not a connection string (that is servicebus.connection_string)`},
 		{"servicebus both auth", func(c *config.Config) {
 			c.Adapter, c.ServiceBus.ConnectionString, c.ServiceBus.Namespace, c.ServiceBus.Queue = "servicebus", "Endpoint=sb://x/", "x.servicebus.windows.net", "q"
 		}, `servicebus.namespace: set servicebus.connection_string or servicebus.namespace, not both`},
@@ -534,9 +561,9 @@ func TestValidate(t *testing.T) {
 		{"webhook cidr", func(c *config.Config) {
 			c.Adapter, c.Webhook.URL, c.Webhook.Secrets, c.Webhook.AllowCIDRs = "webhook", "https://x.example/h", []string{testSecret}, []string{"10.0.0.0/33"}
 		}, `webhook.allow_cidrs: "10.0.0.0/33" is neither a CIDR nor an IP address`},
-		{"webhook timeout vs lease", func(c *config.Config) {
-			c.Adapter, c.Webhook.URL, c.Webhook.Secrets, c.Webhook.Timeout = "webhook", "https://x.example/h", []string{testSecret}, time.Minute
-		}, `relay.lease: must exceed webhook.timeout=1m0s (got 30s)`},
+		{"webhook url redacted", func(c *config.Config) {
+			c.Adapter, c.Webhook.URL, c.Webhook.Secrets = "webhook", "ftp://u:pw@x/h?token=t0k&v=1#f", []string{testSecret}
+		}, `webhook.url: must be an http(s) URL (got "ftp://u:xxxxx@x/h?token=xxxxx&v=xxxxx#xxxxx")`},
 		{"destination name", func(c *config.Config) {
 			c.Destinations = []config.Destination{partnerHook(), partnerHook()}
 		}, `destinations[1].name: "partner" is used by an earlier destination`},
@@ -565,6 +592,8 @@ func TestValidate(t *testing.T) {
 		{"nats url", func(c *config.Config) { c.NATS.URL = "" }, `nats.url: required when adapter=nats`},
 		{"nats url scheme", func(c *config.Config) { c.NATS.URL = "nats://a:4222,http://b:80" }, `nats.url: entry 2 must be a nats:// or tls:// URL with a host (got "http://b:80")`},
 		{"nats url redacted", func(c *config.Config) { c.NATS.URL = "ws://user:secret@b:80" }, `nats.url: entry 1 must be a nats:// or tls:// URL with a host (got "ws://user:xxxxx@b:80")`},
+		{"nats url token and query redacted", func(c *config.Config) { c.NATS.URL = "nats://a:4222,ws://t0ken@b:80/?jwt=j" },
+			`nats.url: entry 2 must be a nats:// or tls:// URL with a host (got "ws://xxxxx@b:80/?jwt=xxxxx")`},
 		{"nats url unparsable", func(c *config.Config) { c.NATS.URL = "nats://a b:%zz" }, `nats.url: entry 1 is not a valid URL`},
 		{"nats url without host", func(c *config.Config) { c.NATS.URL = "nats://" }, `nats.url: entry 1 must be a nats:// or tls:// URL with a host (got "nats://")`},
 		{"embedded store dir", func(c *config.Config) { c.NATS.EmbeddedStoreDir = "" }, `nats.embedded_store_dir: required when nats.url=embedded`},
@@ -584,7 +613,7 @@ func TestValidate(t *testing.T) {
 			c.Relay.Lease = 500 * time.Millisecond
 			c.NATS.AckTimeout = 100 * time.Millisecond
 		}, `relay.lease: must be at least 1s (got 500ms)`},
-		{"lease within ack timeout", func(c *config.Config) { c.Relay.Lease = 5 * time.Second }, `relay.lease: must exceed nats.ack_timeout=5s (got 5s)`},
+		{"dead letter policy", func(c *config.Config) { c.Relay.DeadLetterPolicy = "drop" }, `relay.dead_letter_policy: must be one of park_key, skip (got "drop")`},
 		{"max attempts", func(c *config.Config) { c.Relay.MaxAttempts = 0 }, `relay.max_attempts: must be at least 1 (got 0)`},
 		{"backoff min", func(c *config.Config) {
 			c.Relay.BackoffMin = 0

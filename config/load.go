@@ -17,6 +17,8 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/heraldhq/herald/internal/redact"
 )
 
 const envPrefix = "HERALD_"
@@ -228,6 +230,9 @@ func (s setting) setIn(root reflect.Value, prefix string, raw any) error {
 		return nil
 	}
 	v, err := decode(raw, s.typ)
+	if err != nil && secretKeys[s.key] {
+		return &FieldError{Key: prefix + s.key, Reason: fmt.Sprintf("must be %s (the value is not shown: it is a secret)", typeName(s.typ))}
+	}
 	if err != nil {
 		return &FieldError{Key: prefix + s.key, Reason: err.Error()}
 	}
@@ -364,11 +369,33 @@ func decode(raw any, t reflect.Type) (reflect.Value, error) {
 	return bad()
 }
 
+// describe shows a value that could not be loaded, with anything in it that
+// could be a URL's credentials masked.
 func describe(v any) string {
 	if s, ok := v.(string); ok {
-		return strconv.Quote(s)
+		return strconv.Quote(redact.URL(s))
 	}
-	return fmt.Sprintf("%v", v)
+	return fmt.Sprintf("%v", masked(v))
+}
+
+func masked(v any) any {
+	switch x := v.(type) {
+	case string:
+		return redact.URL(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = masked(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = masked(e)
+		}
+		return out
+	}
+	return v
 }
 
 func typeName(t reflect.Type) string {

@@ -60,7 +60,7 @@ func serveCmd(e env) *cobra.Command {
 				return err
 			}
 			defer func() { _ = a.Close() }()
-			log.Info("herald serving", "adapter", cfg.Adapter, "broker", a.BrokerURL, "database", cfg.Database.Driver)
+			log.Info("herald serving", "adapter", cfg.Adapter, "broker", a.Target(), "database", cfg.Database.Driver)
 			return a.Run(cmd.Context())
 		},
 	}

@@ -105,6 +105,7 @@ func (e env) openEnrich(ctx context.Context, f *enrichFlags) (*enrichSetup, erro
 		if driver == "" {
 			driver = cfg.Database.Driver
 		}
+		e.secrets.AddDSN(driver, f.portalDSN)
 		if s.portal, err = outbox.Open(driver, f.portalDSN); err != nil {
 			s.close()
 			return nil, usageError{fmt.Errorf("--portal-dsn: %w", err)}

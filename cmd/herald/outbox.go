@@ -110,6 +110,14 @@ func isPlainPath(dsn string) bool {
 	return !strings.HasPrefix(dsn, "file:") && !strings.Contains(dsn, "?") && !strings.Contains(dsn, ":memory:")
 }
 
+// redactRows hides the config's secrets in the rows' last errors, which an
+// adapter's error may have quoted.
+func (e env) redactRows(rows []outbox.Row) {
+	for i := range rows {
+		rows[i].LastError = e.secrets.Text(rows[i].LastError)
+	}
+}
+
 // writeJSON prints v as the command's one JSON document.
 func (e env) writeJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)
@@ -283,6 +291,7 @@ func outboxListCmd(e env, f *outboxFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			e.redactRows(rows)
 			// A full page may have more behind it; the last seq fetches it.
 			var next *int64
 			if len(rows) == filter.Limit {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/redact"
 )
 
 // Exit codes: scripts tell a bad invocation from a failed run.
@@ -30,10 +31,13 @@ func (e usageError) Unwrap() error { return e.err }
 type env struct {
 	stdout, stderr io.Writer
 	environ        []string
+	// secrets are those of the config a command loaded (and of flags such
+	// as --portal-dsn): its log lines and its error are shown without them.
+	secrets *redact.Secrets
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
-	e := env{stdout: stdout, stderr: stderr, environ: environ}
+	e := env{stdout: stdout, stderr: stderr, environ: environ, secrets: &redact.Secrets{}}
 	root := &cobra.Command{
 		Use:           "herald",
 		Short:         "Herald relays business events from a transactional outbox to your message broker",
@@ -53,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "herald: %v\n", err)
+	fmt.Fprintf(stderr, "herald: %s\n", e.secrets.Text(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, config.ErrInvalid) || strings.HasPrefix(err.Error(), "unknown command") {
 		return exitUsage
@@ -61,12 +65,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	return exitError
 }
 
-// loadConfig reads the config file (if any) and HERALD_* overrides.
+// loadConfig reads the config file (if any) and HERALD_* overrides, and
+// learns its secrets.
 func (e env) loadConfig(path string) (config.Config, error) {
 	cfg, err := config.Load(path, e.environ)
 	if err != nil {
 		return cfg, usageError{err}
 	}
+	e.secrets.Merge(cfg.Secrets())
 	return cfg, nil
 }
 
@@ -76,8 +82,9 @@ func (e env) logger(cfg config.Log) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(e.stderr, opts)
 	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+		h = slog.NewJSONHandler(e.stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	return slog.New(e.secrets.Handler(h))
 }

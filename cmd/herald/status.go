@@ -57,10 +57,10 @@ func statusCmd(e env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dest := checkDestination(ctx, cfg.Main())
+			dest := e.checkDestination(ctx, cfg.Main())
 			others := []destinationJSON{}
 			for _, d := range cfg.Destinations {
-				others = append(others, checkDestination(ctx, d))
+				others = append(others, e.checkDestination(ctx, d))
 			}
 			stats, err := store.TypeStats(ctx)
 			if err != nil {
@@ -70,6 +70,7 @@ func statusCmd(e env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			e.redactRows(recent)
 			now := time.Now()
 			out := statusJSON{Destination: dest, Destinations: others, Types: []statsJSON{}, RecentErrors: []rowJSON{}}
 			var total outbox.TypeStats
@@ -146,8 +147,9 @@ func unhealthy(d destinationJSON) error {
 }
 
 // checkDestination connects to a destination's broker the way serve would,
-// without provisioning anything, and asks whether it answers.
-func checkDestination(ctx context.Context, cfg config.Destination) destinationJSON {
+// without provisioning anything, and asks whether it answers. A failure's
+// detail is the adapter's error, shown without the config's secrets.
+func (e env) checkDestination(ctx context.Context, cfg config.Destination) destinationJSON {
 	adapter := cfg.Adapter
 	d := destinationJSON{Name: cfg.Name, Adapter: adapter, Target: app.Target(cfg)}
 	if adapter == "nats" && cfg.NATS.URL == "embedded" {
@@ -165,14 +167,14 @@ func checkDestination(ctx context.Context, cfg config.Destination) destinationJS
 	cfg.NATS.ProvisionStream = false
 	pub, err := app.ConnectAdapter(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		d.Detail = err.Error()
+		d.Detail = e.secrets.Text(err.Error())
 		return d
 	}
 	defer func() { _ = pub.Close() }()
 	start := time.Now()
 	if c, ok := pub.(adapters.Checker); ok {
 		if err := c.Check(ctx); err != nil {
-			d.Detail = err.Error()
+			d.Detail = e.secrets.Text(err.Error())
 			return d
 		}
 	}

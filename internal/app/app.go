@@ -29,6 +29,7 @@ import (
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
@@ -60,7 +61,8 @@ type App struct {
 	Subscriptions *subscriptions.Store
 	// Embedded is the in-process JetStream server, nil when using an external one.
 	Embedded *natsadapter.EmbeddedServer
-	// BrokerURL is where the adapter connected.
+	// BrokerURL is where the adapter connected, credentials included, for
+	// connecting to it again; logs and status show [App.Target].
 	BrokerURL string
 
 	// Metrics is what /metrics serves; the relay reports to it.
@@ -73,8 +75,17 @@ type App struct {
 	httpHandler  http.Handler
 	fleet        *fleet
 	closers      []func() error
-	log          *slog.Logger
+	// main is the main destination as connected, with the embedded
+	// server's URL in place of "embedded".
+	main config.Destination
+	// secrets are the config's, for text Herald did not redact itself:
+	// every log line, and the errors Open returns and /readyz shows.
+	secrets *redact.Secrets
+	log     *slog.Logger
 }
+
+// Target is where the main adapter publishes, fit for logs and status.
+func (a *App) Target() string { return Target(a.main) }
 
 // Run runs the relays until ctx ends, with what helps them: on PostgreSQL a
 // LISTEN connection that wakes them on every commit. It returns when every
@@ -167,6 +178,10 @@ func (a *App) readiness() []metrics.Check {
 	if c, ok := a.Publisher.(adapters.Checker); ok {
 		checks = append(checks, metrics.Check{Name: "broker", Run: c.Check})
 	}
+	for i, c := range checks {
+		// /readyz shows the error: a driver's may quote a credential.
+		checks[i].Run = func(ctx context.Context) error { return a.secrets.Error(c.Run(ctx)) }
+	}
 	return checks
 }
 
@@ -207,10 +222,13 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &App{Config: cfg, log: log}
+	secrets := cfg.Secrets()
+	log = slog.New(secrets.Handler(log.Handler()))
+	a := &App{Config: cfg, secrets: secrets, log: log}
 	defer func() {
 		if err != nil {
 			_ = a.Close()
+			err = secrets.Error(err)
 		}
 	}()
 
@@ -251,8 +269,16 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		}
 		log.Info("embedded JetStream started", "url", cfg.NATS.URL, "store_dir", cfg.NATS.EmbeddedStoreDir)
 	}
-	a.BrokerURL = Target(cfg.Main())
-	pub, err := connectAdapter(ctx, cfg.Main(), log, a.announceDisabled(cfg.Main()))
+	a.main = cfg.Main()
+	a.BrokerURL = a.Target()
+	if cfg.Adapter == "nats" {
+		a.BrokerURL = cfg.NATS.URL
+	}
+	policy, err := producer.ParseDeadLetterPolicy(cfg.Relay.DeadLetterPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("relay.dead_letter_policy: %w", err)
+	}
+	pub, err := connectAdapter(ctx, cfg.Main(), log, secrets, a.announceDisabled(cfg.Main()))
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +301,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		producer.WithMaxAttempts(cfg.Relay.MaxAttempts),
 		producer.WithBackoff(cfg.Relay.BackoffMin, cfg.Relay.BackoffMax),
 		producer.WithShutdownTimeout(cfg.Relay.ShutdownTimeout),
+		producer.WithDeadLetterPolicy(policy),
 		producer.WithLogger(log),
 	}
 	tp, stopTracing, err := tracerProvider(ctx, cfg.Tracing)
@@ -301,7 +328,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)), producer.WithRouter(a.Routing))
 	a.Relays = []*producer.Relay{a.Relay}
 	for _, d := range cfg.Destinations {
-		pub, err := connectAdapter(ctx, d, log.With("destination", d.Name), a.announceDisabled(d))
+		pub, err := connectAdapter(ctx, d, log.With("destination", d.Name), secrets, a.announceDisabled(d))
 		if err != nil {
 			return nil, fmt.Errorf("destination %s: %w", d.Name, err)
 		}
@@ -342,7 +369,7 @@ func (a *App) announceDisabled(d config.Destination) func(string, error) {
 // outbox's main destination, so that an operator or a partner's tooling
 // can react instead of finding out from a growing dead-letter count.
 func (a *App) announce(ctx context.Context, destination, url string, reason error) {
-	data := webhook.EndpointDisabled{Destination: destination, URL: url, Reason: reason.Error(), DisabledAt: time.Now().UTC()}
+	data := webhook.EndpointDisabled{Destination: destination, URL: url, Reason: a.secrets.Text(reason.Error()), DisabledAt: time.Now().UTC()}
 	ev, err := event.New(webhook.EndpointDisabledType, "/herald", data,
 		event.WithSubject("destinations/"+destination), event.WithPartitionKey("destinations/"+destination))
 	if err == nil {
@@ -361,7 +388,7 @@ func (a *App) announce(ctx context.Context, destination, url string, reason erro
 func Target(d config.Destination) string {
 	switch d.Adapter {
 	case "sqs":
-		return d.SQS.QueueURL
+		return redact.URL(d.SQS.QueueURL)
 	case "servicebus":
 		ns := d.ServiceBus.Namespace
 		if ns == "" {
@@ -369,21 +396,22 @@ func Target(d config.Destination) string {
 		}
 		return ns + "/" + d.ServiceBus.Queue + d.ServiceBus.Topic
 	case "webhook":
-		return webhook.RedactURL(d.Webhook.URL)
+		return redact.URL(d.Webhook.URL)
 	default:
-		return d.NATS.URL
+		return redact.URLs(d.NATS.URL)
 	}
 }
 
 // ConnectAdapter connects a destination's publisher: switching brokers is
 // the adapter key plus its block, nothing else.
 func ConnectAdapter(ctx context.Context, d config.Destination, log *slog.Logger) (adapters.Publisher, error) {
-	return connectAdapter(ctx, d, log, nil)
+	return connectAdapter(ctx, d, log, &redact.Secrets{}, nil)
 }
 
-// connectAdapter is ConnectAdapter with what serve adds: onDisabled hears
-// of a webhook endpoint the adapter disabled.
-func connectAdapter(ctx context.Context, d config.Destination, log *slog.Logger, onDisabled func(string, error)) (adapters.Publisher, error) {
+// connectAdapter is ConnectAdapter with what serve adds: known learns the
+// secrets read from files, and onDisabled hears of a webhook endpoint the
+// adapter disabled.
+func connectAdapter(ctx context.Context, d config.Destination, log *slog.Logger, known *redact.Secrets, onDisabled func(string, error)) (adapters.Publisher, error) {
 	switch d.Adapter {
 	case "nats":
 		return connectNATS(ctx, d.NATS, log)
@@ -392,7 +420,7 @@ func connectAdapter(ctx context.Context, d config.Destination, log *slog.Logger,
 	case "servicebus":
 		return connectServiceBus(ctx, d.ServiceBus, log)
 	case "webhook":
-		return connectWebhook(d.Name, d.Webhook, log, onDisabled)
+		return connectWebhook(d.Name, d.Webhook, log, known, onDisabled)
 	default:
 		return nil, fmt.Errorf("adapter: %q is not implemented", d.Adapter)
 	}
@@ -400,7 +428,7 @@ func connectAdapter(ctx context.Context, d config.Destination, log *slog.Logger,
 
 // connectWebhook builds the publisher of one endpoint. The destination's
 // routes already chose its events, so the endpoint takes every one it gets.
-func connectWebhook(name string, c config.Webhook, log *slog.Logger, onDisabled func(string, error)) (adapters.Publisher, error) {
+func connectWebhook(name string, c config.Webhook, log *slog.Logger, known *redact.Secrets, onDisabled func(string, error)) (adapters.Publisher, error) {
 	encoded, key := c.Secrets, "webhook.secrets"
 	if c.SecretsFile != "" {
 		b, err := os.ReadFile(c.SecretsFile)
@@ -408,6 +436,9 @@ func connectWebhook(name string, c config.Webhook, log *slog.Logger, onDisabled 
 			return nil, fmt.Errorf("webhook.secrets_file: %w", err)
 		}
 		encoded, key = strings.Fields(string(b)), "webhook.secrets_file "+c.SecretsFile
+		for _, s := range encoded {
+			known.Add(s, strings.TrimPrefix(s, webhooks.SecretPrefix))
+		}
 	}
 	if len(encoded) == 0 {
 		return nil, fmt.Errorf("%s: holds no secret", key)

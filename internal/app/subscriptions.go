@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
 	"github.com/heraldhq/herald/pkg/subscriptions"
@@ -262,9 +263,6 @@ func (f *fleet) startRelay(ctx context.Context, e subscriptions.Endpoint, now ti
 		producer.WithObserver(f.app.Metrics.Relay(dest)),
 		producer.WithRetrySchedule(cfg.RetrySchedule...),
 		producer.WithMaxAttempts(len(cfg.RetrySchedule)+1),
-		// A batch holds a request per event in flight at most; the lease
-		// must outlast the slowest one the timeout allows.
-		producer.WithLease(max(f.app.Config.Relay.Lease, 2*cfg.Timeout)),
 		producer.WithLogger(log))...)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &endpointRelay{revision: e.Revision, reload: e.NextExpiry(now), pub: pub, relay: relay, stop: stop, done: make(chan struct{})}
@@ -277,7 +275,7 @@ func (f *fleet) startRelay(ctx context.Context, e subscriptions.Endpoint, now ti
 	f.mu.Lock()
 	f.running[e.Name] = r
 	f.mu.Unlock()
-	log.Info("delivering to webhook endpoint", "url", webhook.RedactURL(e.URL), "destination", dest)
+	log.Info("delivering to webhook endpoint", "url", redact.URL(e.URL), "destination", dest)
 }
 
 func (f *fleet) stopRunning(name string) {
@@ -315,7 +313,7 @@ func (f *fleet) disabled(name string, reason error) {
 		e, err := f.store.Get(ctx, name)
 		url := ""
 		if err == nil {
-			url = webhook.RedactURL(e.URL)
+			url = redact.URL(e.URL)
 		}
 		f.app.announce(ctx, subscriptions.Destination(name), url, reason)
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
@@ -341,7 +341,7 @@ func (b *bench) openRaw(l *lane, i int) error {
 	addr := b.lanes[0].app.BrokerURL
 	nc, err := natsgo.Connect(addr, append(opts, natsgo.Name(fmt.Sprintf("herald-bench-raw-%d", i+1)))...)
 	if err != nil {
-		return fmt.Errorf("bench: connect to %s: %w", redactURL(addr), err)
+		return fmt.Errorf("bench: connect to %s: %w", redact.URLs(addr), err)
 	}
 	l.nc = nc
 	js, err := jetstream.New(nc,
@@ -364,7 +364,7 @@ func (b *bench) openStream(ctx context.Context) error {
 	}
 	nc, err := natsgo.Connect(addr, append(opts, natsgo.Name("herald-bench"))...)
 	if err != nil {
-		return fmt.Errorf("bench: connect to %s: %w", redactURL(addr), err)
+		return fmt.Errorf("bench: connect to %s: %w", redact.URLs(addr), err)
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc)
@@ -519,7 +519,7 @@ func (b *bench) setup() Setup {
 	payload, _ := ex.MarshalJSON()
 	s := Setup{
 		Database:       describeDatabase(b.cfg.Database),
-		Broker:         "NATS JetStream " + redactURL(b.lanes[0].app.BrokerURL),
+		Broker:         "NATS JetStream " + redact.URLs(b.lanes[0].app.BrokerURL),
 		Stream:         Stream + " (" + StreamSubjects + ", purged after each phase, deleted afterwards)",
 		Relays:         b.opts.Relays,
 		BatchSize:      b.cfg.Relay.BatchSize,
@@ -536,7 +536,7 @@ func (b *bench) setup() Setup {
 		Started:        time.Now().UTC().Truncate(time.Second),
 	}
 	if b.cfg.NATS.URL == "embedded" {
-		s.Broker = "in-process NATS JetStream " + b.lanes[0].app.BrokerURL
+		s.Broker = "in-process NATS JetStream " + redact.URLs(b.lanes[0].app.BrokerURL)
 	}
 	if b.cfg.Database.Driver == "postgres" {
 		s.Database += "; VACUUM (ANALYZE) of the outbox before each phase"
@@ -568,16 +568,4 @@ func describeDatabase(d config.Database) string {
 		return "MySQL/MariaDB"
 	}
 	return d.Driver
-}
-
-// redactURL hides credentials in a comma-separated NATS URL list.
-func redactURL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
 }
