@@ -10,9 +10,18 @@
 //   - a re-published id is flagged Duplicate and stored once (Harness.Dedupe);
 //   - messages sharing a partition key arrive in the order published
 //     (unless Harness.Unordered);
-//   - an oversize message fails permanently without failing its batch;
-//   - an unreachable broker yields a transient error per message (never one
-//     wrapping adapters.ErrPermanent), not a panic or hang;
+//   - an oversize message fails permanently, and not as a fault of the
+//     destination (adapters.ErrUnavailable), without failing its batch;
+//   - once a message with a partition key fails, even permanently, the later
+//     messages with that key in the call are held back: they report an error
+//     that wraps neither adapters.ErrPermanent nor, when the head failed for
+//     what it is, adapters.ErrUnavailable, and never arrive; other keys go on;
+//   - an unreachable broker yields a transient error per message, each
+//     wrapping adapters.ErrUnavailable and never adapters.ErrPermanent, not a
+//     panic or hang;
+//   - a publisher that is adapters.Bounded gives a positive bound that does
+//     not shrink as the batch grows, and publishes (or reports a down
+//     broker) within it;
 //   - Close is idempotent, and Publish after Close fails per message;
 //   - a cancelled context never makes a message look sent when it was not;
 //   - Publish always returns exactly one Result per Message;
@@ -133,6 +142,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Duplicates", s.duplicates)
 	t.Run("PartitionKeyOrder", s.partitionKeyOrder)
 	t.Run("Oversize", s.oversize)
+	t.Run("KeyHeldAfterFailure", s.keyHeldAfterFailure)
+	t.Run("Bounded", s.bounded)
 	t.Run("CancelledContext", s.cancelledContext)
 	t.Run("Close", s.closeTwice)
 	t.Run("BrokerDown", s.brokerDown)

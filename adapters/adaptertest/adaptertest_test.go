@@ -40,12 +40,24 @@ var flaws = []struct{ name, subtest string }{
 	{"reverse-batch", "PartitionKeyOrder"},
 	{"oversize-transient", "Oversize"},
 	{"oversize-fails-batch", "Oversize"},
+	{"oversize-unavailable", "Oversize"},
+	{"failure-holds-nothing", "KeyHeldAfterFailure"},
+	{"held-reported-sent", "KeyHeldAfterFailure"},
+	{"held-wraps-permanent", "KeyHeldAfterFailure"},
+	{"held-wraps-unavailable", "KeyHeldAfterFailure"},
+	{"failure-holds-every-key", "KeyHeldAfterFailure"},
+	{"bound-zero", "Bounded"},
+	{"bound-shrinks", "Bounded"},
+	{"bound-too-short", "Bounded"},
 	{"cancel-lies", "CancelledContext"},
 	{"publish-after-close-panics", "Close"},
 	{"publish-after-close-succeeds", "Close"},
 	{"down-reports-success", "BrokerDown"},
 	{"down-waits-for-deadline", "BrokerDown"},
 	{"down-permanent", "BrokerDown"},
+	{"down-not-unavailable", "BrokerDown"},
+	{"down-held-unmarked", "BrokerDown"},
+	{"down-slower-than-bound", "BrokerDown"},
 	{"close-leaks-goroutine", "NoGoroutineLeak"},
 }
 
@@ -144,6 +156,9 @@ func (b *fakeBroker) Receive(ctx context.Context, max int) ([]adaptertest.Receiv
 	}
 }
 
+// errFakeEarlierFailed is the fake's ErrEarlierFailed.
+var errFakeEarlierFailed = errors.New("fake: not sent, an earlier message with the same partition key failed")
+
 // fakePublisher runs a background goroutine, as real clients do (a
 // connection's reader, say), which Close stops and waits for.
 type fakePublisher struct {
@@ -174,19 +189,11 @@ func (p *fakePublisher) Publish(ctx context.Context, msgs []adapters.Message) []
 			return adapters.FailAll(len(msgs), errors.New("fake: closed"))
 		}
 	}
+	if p.flaw == "bound-too-short" {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if p.b.down {
-		switch p.flaw {
-		case "down-reports-success":
-			return make([]adapters.Result, len(msgs))
-		case "down-waits-for-deadline":
-			<-ctx.Done()
-			return adapters.FailAll(len(msgs), ctx.Err())
-		}
-		err := errors.New("fake: broker unreachable")
-		if p.flaw == "down-permanent" {
-			err = adapters.Permanent(err)
-		}
-		return adapters.FailAll(len(msgs), err)
+		return p.publishDown(ctx, msgs)
 	}
 	order := make([]int, len(msgs))
 	for i := range order {
@@ -196,27 +203,44 @@ func (p *fakePublisher) Publish(ctx context.Context, msgs []adapters.Message) []
 		slices.Reverse(order)
 	}
 	res := make([]adapters.Result, len(msgs))
+	failed := map[string]error{} // partition key -> the failure that holds it back
+	var anyFailure error
 	for n, i := range order {
 		m := msgs[i]
+		if err := p.heldBack(m.PartitionKey, failed, anyFailure); err != nil {
+			if p.flaw != "held-reported-sent" {
+				res[i].Err = err
+			}
+			continue // not sent
+		}
+		var err error
 		switch {
 		case p.flaw == "cut-at-batch-limit" && n >= fakeBatchLimit:
 			continue // silently lost, reported sent
 		case len(m.Payload) > fakeMaxPayload:
-			err := fmt.Errorf("fake: %d bytes over limit %d", len(m.Payload), fakeMaxPayload)
+			err = fmt.Errorf("fake: %d bytes over limit %d", len(m.Payload), fakeMaxPayload)
 			switch p.flaw {
 			case "oversize-transient":
-				res[i].Err = err
 			case "oversize-fails-batch":
 				return adapters.FailAll(len(msgs), adapters.Permanent(err))
+			case "oversize-unavailable":
+				err = adapters.Unavailable(adapters.Permanent(err))
 			default:
-				res[i].Err = adapters.Permanent(err)
+				err = adapters.Permanent(err)
 			}
-			continue
 		case ctx.Err() != nil:
-			res[i].Err = ctx.Err()
-			if p.flaw != "cancel-lies" {
+			err = ctx.Err()
+		}
+		if err != nil {
+			res[i].Err = err
+			anyFailure = err
+			if m.PartitionKey != "" && p.flaw != "failure-holds-nothing" {
+				failed[m.PartitionKey] = err
+			}
+			if p.flaw != "cancel-lies" || ctx.Err() == nil {
 				continue
 			}
+			// cancel-lies: reported failed, sent all the same.
 		}
 		payload, id := m.Payload, m.ID
 		switch p.flaw {
@@ -232,6 +256,87 @@ func (p *fakePublisher) Publish(ctx context.Context, msgs []adapters.Message) []
 		return res[:len(res)-1]
 	}
 	return res
+}
+
+// publishDown is Publish on a broker that cannot be reached: the first
+// message of each key meets the outage, its successors are held back.
+func (p *fakePublisher) publishDown(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+	switch p.flaw {
+	case "down-reports-success":
+		return make([]adapters.Result, len(msgs))
+	case "down-waits-for-deadline":
+		<-ctx.Done()
+		return adapters.FailAll(len(msgs), ctx.Err())
+	case "down-slower-than-bound":
+		time.Sleep(p.MaxPublishTime(len(msgs)) + 20*time.Millisecond)
+	}
+	res := make([]adapters.Result, len(msgs))
+	failed := map[string]error{}
+	for i, m := range msgs {
+		if err := p.heldBack(m.PartitionKey, failed, nil); err != nil {
+			res[i].Err = err
+			if p.flaw == "down-held-unmarked" {
+				//nolint:errorlint // the flaw: the cause's unavailability is dropped
+				res[i].Err = fmt.Errorf("%w (partition key %q): %v", errFakeEarlierFailed, m.PartitionKey, failed[m.PartitionKey])
+			}
+			continue
+		}
+		err := errors.New("fake: broker unreachable")
+		switch p.flaw {
+		case "down-permanent":
+			err = adapters.Permanent(err)
+		case "down-not-unavailable":
+		default:
+			err = adapters.Unavailable(err)
+		}
+		res[i].Err = err
+		if m.PartitionKey != "" {
+			failed[m.PartitionKey] = err
+		}
+	}
+	return res
+}
+
+// heldBack returns the error of a message left unsent because an earlier one
+// with its key failed, or nil. It wraps the cause so that errors.Is finds
+// adapters.ErrUnavailable or a context error in it, unless the cause is
+// permanent: the held-back message was not refused itself, so only the
+// cause's text goes along. anyFailure is the batch's latest failure, for the
+// flaw that holds back every key.
+func (p *fakePublisher) heldBack(key string, failed map[string]error, anyFailure error) error {
+	cause := failed[key]
+	if key == "" || cause == nil {
+		if p.flaw != "failure-holds-every-key" || anyFailure == nil {
+			return nil
+		}
+		cause = anyFailure
+	}
+	switch {
+	case p.flaw == "held-wraps-permanent":
+		return fmt.Errorf("%w (partition key %q): %w", errFakeEarlierFailed, key, cause)
+	case p.flaw == "held-wraps-unavailable":
+		//nolint:errorlint // the text only, as for a permanent cause; the flaw is the marking
+		return adapters.Unavailable(fmt.Errorf("%w (partition key %q): %v", errFakeEarlierFailed, key, cause))
+	case errors.Is(cause, adapters.ErrPermanent):
+		//nolint:errorlint // deliberately not wrapping the permanence
+		return fmt.Errorf("%w (partition key %q): %v", errFakeEarlierFailed, key, cause)
+	default:
+		return fmt.Errorf("%w (partition key %q): %w", errFakeEarlierFailed, key, cause)
+	}
+}
+
+// MaxPublishTime implements adapters.Bounded: the fake stores in memory, so
+// a second is plenty for any batch the suite sends.
+func (p *fakePublisher) MaxPublishTime(n int) time.Duration {
+	switch p.flaw {
+	case "bound-zero":
+		return 0
+	case "bound-shrinks":
+		return time.Second - time.Duration(min(n, 1000))*time.Millisecond/2
+	case "bound-too-short":
+		return time.Millisecond
+	}
+	return time.Second + time.Duration(n)*time.Millisecond
 }
 
 func (p *fakePublisher) Close() error {

@@ -180,14 +180,85 @@ func (s *suite) oversize(t *testing.T) {
 	msgs[2].Payload = paddedPayload(s.h.MaxPayload / 2)
 
 	res := s.publish(t, context.Background(), p, msgs)
-	if err := res[1].Err; err == nil || !errors.Is(err, adapters.ErrPermanent) {
+	switch err := res[1].Err; {
+	case err == nil || !errors.Is(err, adapters.ErrPermanent):
 		t.Errorf("message of %d bytes (limit %d): err = %v, want one wrapping adapters.ErrPermanent",
 			len(msgs[1].Payload), s.h.MaxPayload, err)
+	case errors.Is(err, adapters.ErrUnavailable):
+		// The relay would pause a healthy destination for one bad event.
+		t.Errorf("message of %d bytes: err = %v wraps adapters.ErrUnavailable; an oversize event is its own fault, "+
+			"not the destination's", len(msgs[1].Payload), err)
 	}
 	sent := []adapters.Message{msgs[0], msgs[2], msgs[3]}
 	requireSent(t, sent, []adapters.Result{res[0], res[2], res[3]})
 	requireEachOnce(t, sent, s.receive(t, d, len(sent)))
 	s.expectNoMore(t, d)
+}
+
+// keyHeldAfterFailure checks the hold-back rule: once a message with a
+// partition key fails, even permanently, the later messages with that key in
+// the same call are not sent, while other keys go on. The relay decides what
+// becomes of the key (it retries the head, or parks the key behind its dead
+// letter); a successor that went out anyway would overtake it for good.
+func (s *suite) keyHeldAfterFailure(t *testing.T) {
+	p, d := s.open(t)
+	const key = "key-held"
+	msgs := []adapters.Message{
+		s.message(typeCreated, key, paddedPayload(s.h.MaxPayload+1)),
+		s.message(typeUpdated, key, nil),
+		s.message(typeCreated, "key-free", nil),
+	}
+	res := s.publish(t, context.Background(), p, msgs)
+	if err := res[0].Err; !errors.Is(err, adapters.ErrPermanent) {
+		t.Errorf("oversize head of %q: err = %v, want one wrapping adapters.ErrPermanent", key, err)
+	}
+	switch err := res[1].Err; {
+	case err == nil:
+		t.Errorf("successor of the failed head of %q reported sent; it must be held back", key)
+	case errors.Is(err, adapters.ErrPermanent):
+		// It was never refused itself: the relay would dead-letter a good event.
+		t.Errorf("held-back successor: err = %v wraps adapters.ErrPermanent; it was not sent, so not refused", err)
+	case errors.Is(err, adapters.ErrUnavailable):
+		// The head failed for what it is, not because the destination is down.
+		t.Errorf("held-back successor: err = %v wraps adapters.ErrUnavailable, but the earlier failure was the "+
+			"head's own", err)
+	}
+	if err := res[2].Err; err != nil {
+		t.Errorf("message with another key: %v; a failure holds back only its own key", err)
+	}
+	requireEachOnce(t, msgs[2:], s.receive(t, d, 1))
+	s.expectNoMore(t, d)
+}
+
+// bounded checks adapters.Bounded, if the publisher implements it: the bound
+// is positive, grows (or stays) with the batch, and a publish takes no longer
+// than it says. The relay cuts a Publish off after the bound, so one that is
+// too short gives back rows a healthy destination was still taking.
+func (s *suite) bounded(t *testing.T) {
+	p, d := s.open(t)
+	b, ok := p.(adapters.Bounded)
+	if !ok {
+		t.Skip("the publisher is not adapters.Bounded: the relay allows it adapters.DefaultMaxPublishTime")
+	}
+	one, many := b.MaxPublishTime(1), b.MaxPublishTime(1000)
+	if one <= 0 {
+		t.Errorf("MaxPublishTime(1) = %s, want > 0", one)
+	}
+	if many < one {
+		t.Errorf("MaxPublishTime(1000) = %s < MaxPublishTime(1) = %s: a larger batch cannot take less time", many, one)
+	}
+	msgs := make([]adapters.Message, max(20, 2*s.h.BatchLimit+1))
+	for i := range msgs {
+		msgs[i] = s.message(typeCreated, fmt.Sprintf("key-%d", i%3), nil)
+	}
+	start := time.Now()
+	res := s.publish(t, context.Background(), p, msgs)
+	took := time.Since(start)
+	requireSent(t, msgs, res)
+	if bound := b.MaxPublishTime(len(msgs)); took > bound {
+		t.Errorf("Publish of %d messages took %s, longer than MaxPublishTime(%d) = %s", len(msgs), took, len(msgs), bound)
+	}
+	requireEachOnce(t, msgs, s.receive(t, d, len(msgs)))
 }
 
 func (s *suite) cancelledContext(t *testing.T) {
@@ -256,7 +327,9 @@ func (s *suite) brokerDown(t *testing.T) {
 			s.message(typeCreated, "key-down", nil),
 			s.message(typeCreated, "", nil),
 		}
+		start := time.Now()
 		res := s.publish(t, ctx, p, msgs)
+		took := time.Since(start)
 		for i, r := range res {
 			switch {
 			case r.Err == nil:
@@ -269,7 +342,17 @@ func (s *suite) brokerDown(t *testing.T) {
 				// because of an outage.
 				t.Errorf("attempt %d: message %d: err = %v wraps adapters.ErrPermanent; "+
 					"an unreachable broker is transient, the relay must retry", attempt, i, r.Err)
+			case !errors.Is(r.Err, adapters.ErrUnavailable):
+				// Held-back messages included: their error carries the
+				// cause. Unmarked, the relay would spend each event's
+				// attempts on the outage, and dead-letter them if it lasts.
+				t.Errorf("attempt %d: message %d: err = %v does not wrap adapters.ErrUnavailable; "+
+					"an unreachable broker is the destination's fault", attempt, i, r.Err)
 			}
+		}
+		if b, ok := p.(adapters.Bounded); ok && took > b.MaxPublishTime(len(msgs)) {
+			t.Errorf("attempt %d: reporting the broker down took %s, longer than MaxPublishTime(%d) = %s",
+				attempt, took, len(msgs), b.MaxPublishTime(len(msgs)))
 		}
 	}
 }

@@ -31,8 +31,45 @@
 // is, stored it. Messages of a batch are published asynchronously on one
 // connection with a bounded number awaiting acknowledgement; one connection
 // keeps them in order, so events sharing a partition key are stored in the
-// order given. If one of them fails before it is sent, the later ones with
-// the same key are held back with ErrEarlierFailed rather than overtake it.
+// order given.
+//
+// Once a message with a partition key has failed, for whatever reason, the
+// later messages with that key in the same Publish are not sent: they fail
+// with ErrEarlierFailed, and the relay decides what becomes of the key. A
+// failure that only its ack reports (the stream refusing the size, a lost
+// ack) is known once the ack is back; successors sent meanwhile, at most
+// WithMaxPendingAcks of them, cannot be recalled, and one the stream stored
+// is ahead of its predecessor (logged as a warning). WithMaxPendingAcks(1)
+// closes that window at the cost of a round trip per message.
+//
+// # Errors
+//
+// Permanent (wrapping adapters.ErrPermanent, dead-lettered by the relay): an
+// invalid subject (ErrInvalidSubject), an id the header cannot carry
+// (ErrInvalidID), a message over the server's max_payload or the stream's
+// max_msg_size (ErrTooLarge), a payload the Binary binding cannot lay out.
+//
+// A fault of the destination as a whole (wrapping adapters.ErrUnavailable:
+// the relay pauses the destination and spends no attempt of any event): the
+// connection closed, reconnecting or disconnected; no responders on the
+// subject (the stream was deleted, or JetStream is down); no ack within
+// WithAckTimeout, since the server stores a message without looking at its
+// content; refused credentials or permissions; JetStream's 503 answers (a
+// full stream that discards new messages, insufficient resources, no
+// cluster leader), a missing or sealed stream.
+//
+// A message held back (ErrEarlierFailed) wraps its predecessor's error, so
+// it is unavailable when that was, but never permanent: it was not refused
+// itself. Messages left unsent because ctx ended wrap ctx's error, and those
+// of a closed Publisher ErrClosed; neither is marked unavailable. No
+// responders while the stream exists but does not capture the subject (an
+// operator narrowed its subjects) is the event's type at fault, not the
+// stream: ErrNotCaptured, unmarked. Anything else is transient, for the
+// relay to retry.
+//
+// MaxPublishTime (adapters.Bounded) is one ack timeout per window of
+// WithMaxPendingAcks messages, plus one for a stall behind acks an earlier
+// Publish abandoned, plus a little slack.
 //
 // # Per-key order for consumers
 //

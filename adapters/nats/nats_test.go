@@ -202,8 +202,8 @@ func TestBrokerRestart(t *testing.T) {
 
 	srv.Shutdown()
 	second := adapters.Message{ID: "after", Type: "x", Payload: []byte(`{"n":2}`)}
-	if r := p.Publish(t.Context(), []adapters.Message{second}); r[0].Err == nil {
-		t.Fatal("publish while the server is down reported success")
+	if r := p.Publish(t.Context(), []adapters.Message{second}); !errors.Is(r[0].Err, adapters.ErrUnavailable) {
+		t.Fatalf("publish while the server is down: err = %v, want one wrapping adapters.ErrUnavailable", r[0].Err)
 	}
 
 	srv = startEmbedded(t, port, dir)
@@ -221,6 +221,169 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	if n := iso.messageCount(t); n != 2 {
 		t.Errorf("stream holds %d messages after restart, want 2", n)
+	}
+}
+
+// TestFailureHoldsBackItsKey: a message the stream refuses for its size
+// fails permanently, and the later message of its key is held back, never
+// stored, with an error that is not permanent itself; other keys go on. With
+// one ack pending at a time the refusal is known before the successor would
+// be sent.
+func TestFailureHoldsBackItsKey(t *testing.T) {
+	srv := startEmbedded(t, 0, t.TempDir())
+	iso := newIsolated(t, srv.ClientURL())
+	_, err := iso.js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: iso.streamName, Subjects: []string{iso.prefix + ".>"}, MaxMsgSize: 512,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := iso.connect(t, srv.ClientURL(), nats.WithProvisionStream(false), nats.WithMaxPendingAcks(1))
+	res := p.Publish(t.Context(), []adapters.Message{
+		{ID: "big", Type: "x", PartitionKey: "k", Payload: make([]byte, 1024)},
+		{ID: "next", Type: "x", PartitionKey: "k", Payload: []byte(`{}`)},
+		{ID: "other", Type: "x", PartitionKey: "j", Payload: []byte(`{}`)},
+		{ID: "bad id\n", Type: "x", PartitionKey: "j", Payload: []byte(`{}`)},
+		{ID: "after-bad-id", Type: "x", PartitionKey: "j", Payload: []byte(`{}`)},
+	})
+	if !errors.Is(res[0].Err, adapters.ErrPermanent) || !errors.Is(res[0].Err, nats.ErrTooLarge) {
+		t.Errorf("over max_msg_size: err = %v, want permanent ErrTooLarge", res[0].Err)
+	}
+	if !errors.Is(res[3].Err, adapters.ErrPermanent) || !errors.Is(res[3].Err, nats.ErrInvalidID) {
+		t.Errorf("invalid id: err = %v, want permanent ErrInvalidID", res[3].Err)
+	}
+	for _, i := range []int{1, 4} {
+		err := res[i].Err
+		if !errors.Is(err, nats.ErrEarlierFailed) || errors.Is(err, adapters.ErrPermanent) ||
+			errors.Is(err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want ErrEarlierFailed, neither permanent nor unavailable", i, err)
+		}
+	}
+	if res[2].Err != nil {
+		t.Errorf("other key: %v", res[2].Err)
+	}
+	if n := iso.messageCount(t); n != 1 {
+		t.Errorf("stream holds %d messages, want 1 (the other key's)", n)
+	}
+}
+
+// TestStreamGoneIsUnavailable: a stream deleted under a running publisher
+// leaves nothing to answer on its subjects. That is the destination's fault:
+// every message, the held-back one included, wraps adapters.ErrUnavailable
+// and none is permanent.
+func TestStreamGoneIsUnavailable(t *testing.T) {
+	srv := startEmbedded(t, 0, t.TempDir())
+	iso := newIsolated(t, srv.ClientURL())
+	p := iso.connect(t, srv.ClientURL(), nats.WithMaxPendingAcks(1))
+	if err := iso.js.DeleteStream(t.Context(), iso.streamName); err != nil {
+		t.Fatal(err)
+	}
+	res := p.Publish(t.Context(), []adapters.Message{
+		{ID: "a", Type: "x", PartitionKey: "k", Payload: []byte(`{}`)},
+		{ID: "b", Type: "x", PartitionKey: "k", Payload: []byte(`{}`)},
+		{ID: "c", Type: "x", Payload: []byte(`{}`)},
+	})
+	for i, r := range res {
+		if !errors.Is(r.Err, adapters.ErrUnavailable) || errors.Is(r.Err, adapters.ErrPermanent) {
+			t.Errorf("message %d: err = %v, want one wrapping adapters.ErrUnavailable, not permanent", i, r.Err)
+		}
+	}
+	if !errors.Is(res[0].Err, jetstream.ErrNoStreamResponse) || !errors.Is(res[2].Err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("errors %v, %v: want the library's no-responders error", res[0].Err, res[2].Err)
+	}
+	if !errors.Is(res[1].Err, nats.ErrEarlierFailed) || !errors.Is(res[1].Err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("held-back message: err = %v, want ErrEarlierFailed wrapping the cause", res[1].Err)
+	}
+}
+
+// TestSubjectNotCapturedIsTheEventsFault: the stream exists but an operator
+// narrowed its subjects, so one event type meets "no responders". That is
+// the event's fault, not the destination's: it must not pause the whole
+// destination (other types flow) nor be retried forever without spending
+// attempts.
+func TestSubjectNotCapturedIsTheEventsFault(t *testing.T) {
+	srv := startEmbedded(t, 0, t.TempDir())
+	iso := newIsolated(t, srv.ClientURL())
+	// One ack at a time, so the failure is known before the key's next
+	// message would be sent.
+	p := iso.connect(t, srv.ClientURL(), nats.WithMaxPendingAcks(1))
+	cfg := iso.stream(t).CachedInfo().Config
+	cfg.Subjects = []string{iso.prefix + ".keep.>"}
+	if _, err := iso.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	res := p.Publish(t.Context(), []adapters.Message{
+		{ID: "a", Type: "drop.x", PartitionKey: "k", Payload: []byte(`{}`)},
+		{ID: "b", Type: "keep.x", PartitionKey: "k", Payload: []byte(`{}`)},
+		{ID: "c", Type: "keep.x", Payload: []byte(`{}`)},
+	})
+	if !errors.Is(res[0].Err, nats.ErrNotCaptured) || errors.Is(res[0].Err, adapters.ErrUnavailable) ||
+		errors.Is(res[0].Err, adapters.ErrPermanent) {
+		t.Errorf("uncaptured subject: err = %v, want ErrNotCaptured, neither unavailable nor permanent", res[0].Err)
+	}
+	if !errors.Is(res[1].Err, nats.ErrEarlierFailed) || errors.Is(res[1].Err, adapters.ErrUnavailable) {
+		t.Errorf("held-back message: err = %v, want ErrEarlierFailed, not unavailable", res[1].Err)
+	}
+	if res[2].Err != nil {
+		t.Errorf("captured subject: err = %v, want it stored", res[2].Err)
+	}
+}
+
+// TestLostAcksWithinTheBound: the stream is replaced by a plain subscriber,
+// so every message is delivered and none acknowledged: the worst case of
+// MaxPublishTime, a whole window waiting out the ack timeout each time.
+// Publish must stay within the bound, and a missing ack is the destination's
+// fault.
+func TestLostAcksWithinTheBound(t *testing.T) {
+	srv := startEmbedded(t, 0, t.TempDir())
+	iso := newIsolated(t, srv.ClientURL())
+	const ackTimeout, window = 300 * time.Millisecond, 4
+	p := iso.connect(t, srv.ClientURL(), nats.WithAckTimeout(ackTimeout), nats.WithMaxPendingAcks(window))
+	if err := iso.js.DeleteStream(t.Context(), iso.streamName); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := iso.nc.SubscribeSync(iso.prefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := iso.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]adapters.Message, 3*window)
+	for i := range msgs {
+		msgs[i] = adapters.Message{ID: "lost-" + strconv.Itoa(i), Type: "x", Payload: []byte(`{}`)}
+	}
+	start := time.Now()
+	res := p.Publish(t.Context(), msgs)
+	took := time.Since(start)
+	for i, r := range res {
+		if !errors.Is(r.Err, jetstream.ErrAsyncPublishTimeout) || !errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want an ack timeout wrapping adapters.ErrUnavailable", i, r.Err)
+		}
+	}
+	if bound := p.MaxPublishTime(len(msgs)); took > bound {
+		t.Errorf("Publish took %s, MaxPublishTime(%d) = %s", took, len(msgs), bound)
+	}
+	if least := 3 * ackTimeout; took < least {
+		t.Errorf("Publish took %s; three windows of lost acks take at least %s", took, least)
+	}
+}
+
+// TestMaxPublishTimeCountsWindows: the bound grows by one ack timeout per
+// window of WithMaxPendingAcks messages.
+func TestMaxPublishTimeCountsWindows(t *testing.T) {
+	srv := startEmbedded(t, 0, t.TempDir())
+	iso := newIsolated(t, srv.ClientURL())
+	p := iso.connect(t, srv.ClientURL(), nats.WithAckTimeout(3*time.Second), nats.WithMaxPendingAcks(16))
+	if one, full := p.MaxPublishTime(1), p.MaxPublishTime(16); one != full {
+		t.Errorf("MaxPublishTime(1) = %s, MaxPublishTime(16) = %s: one window each", one, full)
+	}
+	if d := p.MaxPublishTime(17) - p.MaxPublishTime(16); d != 3*time.Second {
+		t.Errorf("a second window adds %s, want the ack timeout, 3s", d)
+	}
+	if one := p.MaxPublishTime(1); one < 2*3*time.Second {
+		t.Errorf("MaxPublishTime(1) = %s: want at least two ack timeouts (the window and a stall)", one)
 	}
 }
 

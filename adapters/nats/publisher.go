@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -15,27 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/internal/redact"
 )
 
 // ContentType is the Content-Type header of every message published with
 // the Structured binding: the body is a CloudEvent in the JSON format.
 const ContentType = "application/cloudevents+json"
-
-// Sentinel errors callers may test with errors.Is.
-var (
-	// ErrClosed is reported for every message published after Close.
-	ErrClosed = errors.New("nats: publisher closed")
-	// ErrTooLarge is wrapped (together with adapters.ErrPermanent) when a
-	// message exceeds the server's max_payload or the stream's max_msg_size.
-	ErrTooLarge = errors.New("nats: message too large")
-	// ErrInvalidID is wrapped (with adapters.ErrPermanent) when an event id
-	// cannot be carried unchanged in the Nats-Msg-Id header.
-	ErrInvalidID = errors.New("nats: invalid event id")
-	// ErrEarlierFailed is reported for a message left unsent because an
-	// earlier message with the same partition key failed in the same batch:
-	// sending it would put it in the stream ahead of its predecessor.
-	ErrEarlierFailed = errors.New("nats: not sent, an earlier message with the same partition key failed")
-)
 
 // defaultDialTimeout is natsgo's own dial timeout, kept unless the context
 // passed to Connect expires sooner.
@@ -65,7 +49,10 @@ type Publisher struct {
 	connClosed chan struct{}
 }
 
-var _ adapters.Publisher = (*Publisher)(nil)
+var (
+	_ adapters.Publisher = (*Publisher)(nil)
+	_ adapters.Bounded   = (*Publisher)(nil)
+)
 
 // Connect dials the NATS server(s) at urls (comma separated, nats:// or
 // tls://), provisions or checks the stream and returns a Publisher that owns
@@ -82,7 +69,7 @@ func Connect(ctx context.Context, urls string, opts ...Option) (*Publisher, erro
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", redactURLs(urls), err)
+		return nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
 	}
 	log := cfg.logger
 	dialTimeout := defaultDialTimeout
@@ -116,7 +103,7 @@ func Connect(ctx context.Context, urls string, opts ...Option) (*Publisher, erro
 	)
 	nc, err := natsgo.Connect(urls, connOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", redactURLs(urls), err)
+		return nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
 	}
 	p, err := newPublisher(ctx, nc, true, cfg)
 	if err != nil {
@@ -258,57 +245,92 @@ type inflight struct {
 // order. Messages are published asynchronously on one connection, which
 // keeps their order in the stream, with at most WithMaxPendingAcks awaiting
 // an ack at a time. When ctx ends, messages not yet acknowledged get ctx's
-// error. A message that fails before it is sent holds back the later
-// messages with the same partition key (ErrEarlierFailed). Concurrent calls
-// are safe but run one after the other.
+// error. Once a message with a partition key has failed, for whatever
+// reason, the later messages with that key are held back (ErrEarlierFailed);
+// those already sent when its failure came back cannot be (see the package
+// doc). Concurrent calls are safe but run one after the other.
 func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
 	res := make([]adapters.Result, len(msgs))
 	if len(msgs) == 0 {
 		return res
 	}
 	if err := p.connErr(); err != nil {
-		return adapters.FailAll(len(msgs), err)
+		return adapters.FailAll(len(msgs), markUnavailable(err))
 	}
 	p.publishMu.Lock()
 	defer p.publishMu.Unlock()
 
 	maxPayload := p.nc.MaxPayload()
-	failedKeys := map[string]bool{}
+	// failed maps a partition key to the failure of its earliest failed
+	// message, which holds back the later ones. An ack can come back after
+	// a later message of the key failed to be sent.
+	type failure struct {
+		index int
+		err   error
+	}
+	failed := map[string]failure{}
+	subjects := make([]string, len(msgs))
+	uncaptured := p.uncapturedBy(ctx)
+	fail := func(i int, err error) {
+		if noResponders(err) && subjects[i] != "" && uncaptured(subjects[i]) {
+			// The stream is there and takes other subjects: the event's
+			// type is the fault, and it spends its attempts.
+			err = fmt.Errorf("publish %s: %w (stream %q)", subjects[i], ErrNotCaptured, p.cfg.streamName)
+		}
+		res[i].Err = err
+		key := msgs[i].PartitionKey
+		if f, ok := failed[key]; key != "" && (!ok || i < f.index) {
+			failed[key] = failure{index: i, err: err}
+		}
+	}
 	window := make([]inflight, 0, min(len(msgs), p.cfg.maxPendingAcks))
 	head := 0 // window[head:] is still awaiting its acks
 	collect := func() {
 		w := window[head]
 		head++
-		if p.await(ctx, w.future, &res[w.index]) && msgs[w.index].PartitionKey != "" {
-			failedKeys[msgs[w.index].PartitionKey] = true
+		key := msgs[w.index].PartitionKey
+		if p.await(ctx, w.future, &res[w.index]) {
+			fail(w.index, res[w.index].Err)
+		} else if f, ok := failed[key]; ok && f.index < w.index && !stopped(f.err) {
+			// Sent before its predecessor's failure came back. (A
+			// predecessor given up on for ctx or Close may be stored too.)
+			p.log.Warn("nats: the stream stored a message after an earlier one of its partition key failed; "+
+				"their order is broken", "partition_key", key, "subject", w.future.Msg().Subject)
 		}
+	}
+	heldBackErr := func(m adapters.Message) error {
+		if f, ok := failed[m.PartitionKey]; ok && m.PartitionKey != "" {
+			return heldBack(m.PartitionKey, f.err)
+		}
+		return nil
 	}
 
 	for i, m := range msgs {
-		if m.PartitionKey != "" && failedKeys[m.PartitionKey] {
-			res[i].Err = fmt.Errorf("%w (partition key %q)", ErrEarlierFailed, m.PartitionKey)
+		if err := heldBackErr(m); err != nil {
+			res[i].Err = err
 			continue
 		}
 		nm, err := p.prepare(m, maxPayload)
 		if err != nil {
-			// Permanent: the relay dead-letters this event, so later events
-			// with its key may go ahead.
-			res[i].Err = err
+			fail(i, err)
 			continue
 		}
+		subjects[i] = nm.Subject
 		for len(window)-head >= p.cfg.maxPendingAcks {
 			collect()
 		}
+		// Collecting may just have failed this message's key.
+		if err := heldBackErr(m); err != nil {
+			res[i].Err = err
+			continue
+		}
 		if err := ctx.Err(); err != nil {
-			res[i].Err = fmt.Errorf("publish %s: %w", nm.Subject, err)
+			fail(i, fmt.Errorf("publish %s: %w", nm.Subject, err))
 			continue
 		}
 		future, err := p.send(nm)
 		if err != nil {
-			res[i].Err = err
-			if m.PartitionKey != "" {
-				failedKeys[m.PartitionKey] = true
-			}
+			fail(i, err)
 			continue
 		}
 		window = append(window, inflight{index: i, future: future})
@@ -317,6 +339,52 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		collect()
 	}
 	return res
+}
+
+// uncapturedBy returns a func that tells whether the stream exists and does
+// not capture a subject, looking the stream up at most once per Publish, and only when a
+// publish met no responders: that is either the stream gone (the
+// destination's fault) or a subject it does not take (the event's).
+func (p *Publisher) uncapturedBy(ctx context.Context) func(subject string) bool {
+	var (
+		looked  bool
+		filters []string
+	)
+	return func(subject string) bool {
+		if !looked {
+			looked = true
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if st, err := p.js.Stream(lctx, p.cfg.streamName); err == nil {
+				filters = st.CachedInfo().Config.Subjects
+			}
+		}
+		// Gone, unknown, or captured: not the subject's fault.
+		return filters != nil && !slices.ContainsFunc(filters, func(f string) bool { return subjectMatches(f, subject) })
+	}
+}
+
+// MaxPublishTime implements adapters.Bounded. Publish keeps at most
+// WithMaxPendingAcks messages awaiting their ack, and gives up on each ack
+// WithAckTimeout after sending it, so the window turns over at least once
+// per ack timeout: n messages take at most ceil(n / max pending) ack
+// timeouts. One more covers a first send stalled behind acks that an
+// earlier, cut-off Publish abandoned, which expire within an ack timeout;
+// sends themselves never wait, since the connection buffers nothing while
+// reconnecting.
+func (p *Publisher) MaxPublishTime(n int) time.Duration {
+	windows := (max(n, 1) + p.cfg.maxPendingAcks - 1) / p.cfg.maxPendingAcks
+	return time.Duration(windows+1)*p.cfg.ackTimeout + boundSlack
+}
+
+// boundSlack is added to MaxPublishTime for the work between the waits:
+// building messages, scheduling, a busy machine.
+const boundSlack = 2 * time.Second
+
+// stopped reports whether err is the caller or Close ending the wait rather
+// than an outcome of the message.
+func stopped(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
 }
 
 // send publishes one message unless the Publisher has been closed.
@@ -328,7 +396,7 @@ func (p *Publisher) send(nm *natsgo.Msg) (jetstream.PubAckFuture, error) {
 	}
 	future, err := p.js.PublishMsgAsync(nm, p.pubOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", nm.Subject, err)
+		return nil, markUnavailable(fmt.Errorf("publish %s: %w", nm.Subject, err))
 	}
 	return future, nil
 }
@@ -364,12 +432,15 @@ func (p *Publisher) await(ctx context.Context, f jetstream.PubAckFuture, r *adap
 }
 
 // ackError wraps a failed ack, marking the server's size rejection (a stream
-// max_msg_size below max_payload) as permanent.
+// max_msg_size below max_payload) as permanent and a fault of the stream or
+// connection as a whole (no responders, no ack in time, a full stream) as
+// adapters.ErrUnavailable.
 func ackError(subject string, err error) error {
-	if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) || (errors.As(err, &apiErr) && storeRefusedSize(apiErr)) {
 		return adapters.Permanent(fmt.Errorf("publish %s: %w: %w", subject, ErrTooLarge, err))
 	}
-	return fmt.Errorf("publish %s: %w", subject, err)
+	return markUnavailable(fmt.Errorf("publish %s: %w", subject, err))
 }
 
 // prepare builds the wire message, refusing what the server could never
@@ -452,25 +523,3 @@ func (p *Publisher) Close() error {
 }
 
 // redactURLs hides credentials in a comma-separated url list for errors.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, raw := range parts {
-		raw = strings.TrimSpace(raw)
-		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" {
-			// natsgo accepts "host:port" without a scheme.
-			u, err = url.Parse("nats://" + raw)
-		}
-		switch {
-		case err != nil:
-			parts[i] = "<unparsable url>"
-		case u.User != nil:
-			// A bare user part may be a token, so hide all of it.
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		default:
-			parts[i] = raw
-		}
-	}
-	return strings.Join(parts, ",")
-}

@@ -31,11 +31,12 @@
 // messages up to 100 MB; if the service refuses it too, it fails permanently
 // (ErrTooLarge) and the relay dead-letters it.
 //
-// When a batch fails, messages later in the same Publish call that share a
-// partition key with it are not sent (ErrEarlierFailed), so the relay's
-// retry delivers that key's events in order. A session-enabled entity
-// (WithSessions) then hands each key's events to one consumer at a time, in
-// order.
+// Once a message with a partition key has failed, for whatever reason
+// (permanent ones, such as an oversize message, included), the later messages
+// of that key in the same Publish call are not sent (ErrEarlierFailed): the
+// relay decides what becomes of the key, and delivers its events in order. A
+// session-enabled entity (WithSessions) then hands each key's events to one
+// consumer at a time, in order.
 //
 // # Errors
 //
@@ -49,6 +50,24 @@
 // error level with what to fix, and when such a failure concerns the whole
 // entity the rest of the Publish call fails at once instead of each batch
 // waiting through the SDK's retries.
+//
+// Failures of the entity or the way to it as a whole are marked
+// adapters.ErrUnavailable, so that the relay pauses the destination and
+// spends no attempt of any event on them: a lost connection, session or
+// link, a network error, refused credentials (CodeUnauthorizedAccess, or a
+// credential that could not get a token), a missing, disabled or full entity
+// (CodeNotFound, entity-disabled, resource-limit-exceeded), a busy or timed
+// out service (server-busy, CodeTimeout), and ErrSendTimeout: no answer
+// within WithSendTimeout. Other conditions (not-allowed, from a session
+// entity sent a message without a SessionId, say) stay plain transient, for
+// the relay's own rule. A held-back message wraps its predecessor's error, so
+// it is unavailable when that was, but never permanent: it was not refused
+// itself. Messages left unsent because ctx ended wrap ctx's error, and those
+// cut short by Close ErrClosed; neither is marked.
+//
+// MaxPublishTime (adapters.Bounded) allows WithSendTimeout for two calls per
+// message (one opening the batch it joins, one sending it), since sizes, not
+// the count, decide how many share a batch, plus a little slack.
 //
 // Service Bus acknowledges a duplicate like any message and drops it
 // afterwards without saying so, so Result.Duplicate is never set.

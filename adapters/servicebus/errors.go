@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
+
+	"github.com/heraldhq/herald/adapters"
 )
 
 // Sentinel errors callers may test with errors.Is.
@@ -31,14 +34,103 @@ var (
 	// ErrEarlierFailed is reported for a message left unsent because an
 	// earlier message with the same partition key failed in the same
 	// Publish: sending it would let it overtake its predecessor, which the
-	// relay retries later. It wraps the earlier failure.
+	// relay retries later. It wraps the earlier failure unless that was
+	// permanent (see heldBack).
 	ErrEarlierFailed = errors.New("servicebus: not sent, an earlier message with the same partition key failed")
+	// ErrSendTimeout is wrapped, with adapters.ErrUnavailable, when a call
+	// into the SDK (the SDK's own retries included) outlived
+	// WithSendTimeout: the service stores a message without looking at it,
+	// so no answer in time is the service's or the network's state.
+	ErrSendTimeout = errors.New("servicebus: send timed out")
 )
 
 // Error conditions Service Bus sends that go-amqp has no constant for.
 const (
 	condEntityDisabled amqp.ErrCond = "com.microsoft:entity-disabled"
+	condServerBusy     amqp.ErrCond = "com.microsoft:server-busy"
+	condTimeout        amqp.ErrCond = "com.microsoft:timeout"
 )
+
+// destinationConditions are the AMQP conditions that say the entity takes no
+// message right now, whatever it holds: refused credentials, a missing,
+// disabled or full entity, a busy or timed-out service, a connection or link
+// the service tore down.
+var destinationConditions = map[amqp.ErrCond]bool{
+	amqp.ErrCondUnauthorizedAccess:    true,
+	amqp.ErrCondNotFound:              true,
+	amqp.ErrCondResourceLimitExceeded: true,
+	condEntityDisabled:                true,
+	condServerBusy:                    true,
+	condTimeout:                       true,
+	amqp.ErrCondConnectionForced:      true,
+	amqp.ErrCondInternalError:         true,
+	amqp.ErrCondDetachForced:          true,
+}
+
+// destinationWide reports whether a failed send is a fault of the entity or
+// the way to it as a whole (adapters.ErrUnavailable) rather than of the
+// messages sent: see destinationConditions, the SDK's codes for the same
+// (unauthorized, not found, connection lost, timeout), a connection,
+// session or link error, a network error, a credential that could not get a
+// token, and ErrSendTimeout. The Publisher closing or the caller giving up is
+// neither, nor a size refusal or another AMQP condition (not-allowed: a
+// session entity sent a message without a SessionId, say), which the relay
+// judges by its own rule.
+func destinationWide(err error) bool {
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		isTooLarge(err) {
+		return false
+	}
+	if errors.Is(err, ErrSendTimeout) {
+		return true
+	}
+	var sbErr *azservicebus.Error
+	if errors.As(err, &sbErr) {
+		switch sbErr.Code {
+		case azservicebus.CodeUnauthorizedAccess, azservicebus.CodeNotFound,
+			azservicebus.CodeConnectionLost, azservicebus.CodeTimeout:
+			return true
+		}
+	}
+	var (
+		connErr *amqp.ConnError
+		sessErr *amqp.SessionError
+		amqpErr *amqp.Error
+		linkErr *amqp.LinkError
+		netErr  net.Error
+		// azidentity's errors say so when getting a token failed for
+		// good (bad secret, no managed identity).
+		credErr interface{ NonRetriable() }
+	)
+	switch {
+	case errors.As(err, &connErr), errors.As(err, &sessErr):
+		return true // whatever the reason, the way to the entity is gone
+	case errors.As(err, &amqpErr):
+		// A condition says more than the link that carried it: a link
+		// detached for not-allowed is no outage.
+		return destinationConditions[amqpErr.Condition]
+	default:
+		return errors.As(err, &linkErr) || errors.As(err, &netErr) || errors.As(err, &credErr)
+	}
+}
+
+// heldBack is the error of a message held back because an earlier message
+// with its key failed with cause. It wraps cause, so that errors.Is finds in
+// it what the relay acts on (adapters.ErrUnavailable, a context error,
+// ErrClosed), but never cause's permanence: the held-back message was not
+// refused itself, and must not be dead-lettered for its predecessor's fault.
+// Of a permanent cause it keeps the text only (and the unavailability,
+// should a cause ever carry both).
+func heldBack(key string, cause error) error {
+	if !errors.Is(cause, adapters.ErrPermanent) {
+		return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
+	}
+	err := fmt.Errorf("%w (partition key %q): %v", ErrEarlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
+	if errors.Is(cause, adapters.ErrUnavailable) {
+		return adapters.Unavailable(err)
+	}
+	return err
+}
 
 // isTooLarge reports whether err is the service (or the link's announced
 // max-message-size) refusing a message for its size. The SDK maps this to
@@ -52,12 +144,15 @@ func isTooLarge(err error) bool {
 
 // affectsEntity reports whether a failed send says nothing can be sent to
 // the entity right now (bad credentials, a missing or disabled entity, a
-// lost connection, a full entity, the Publisher closing or the caller giving
-// up), so the rest of a Publish call fails at once instead of waiting through
-// the SDK's retries once per batch. Other failures (a timeout, a busy
-// server, an oversize batch) may well spare the next batch.
+// lost connection, a full entity, no answer within WithSendTimeout, the
+// Publisher closing or the caller giving up), so the rest of a Publish call
+// fails at once instead of waiting through the SDK's retries once per batch.
+// Other failures (the service's own timeout, a busy server, an oversize
+// batch) may well spare the next batch. This is narrower than
+// destinationWide, which decides what the relay is told.
 func affectsEntity(err error) bool {
-	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrSendTimeout) {
 		return true
 	}
 	var sbErr *azservicebus.Error

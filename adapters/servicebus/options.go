@@ -41,6 +41,12 @@ func defaultRetryOptions() azservicebus.RetryOptions {
 	}
 }
 
+// DefaultSendTimeout bounds one call into the SDK during Publish (opening a
+// batch, sending one), the SDK's own retries included, unless
+// WithSendTimeout says otherwise. With Herald's default retry options a
+// healthy entity answers well within it.
+const DefaultSendTimeout = 30 * time.Second
+
 // closeTimeout bounds how long Close waits for the service to acknowledge the
 // closing of the link and connection; after that the socket is dropped anyway.
 const closeTimeout = 10 * time.Second
@@ -54,12 +60,13 @@ type config struct {
 	sessions      bool
 	partitioned   bool
 	maxBatchBytes uint64
+	sendTimeout   time.Duration
 	clientOptions azservicebus.ClientOptions
 	logger        *slog.Logger
 }
 
 func buildConfig(opts []Option) (config, error) {
-	cfg := config{logger: slog.Default()}
+	cfg := config{logger: slog.Default(), sendTimeout: DefaultSendTimeout}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -119,6 +126,24 @@ func WithPartitionedEntity(on bool) Option {
 func WithMaxBatchBytes(n uint64) Option {
 	return func(c *config) error {
 		c.maxBatchBytes = n
+		return nil
+	}
+}
+
+// WithSendTimeout bounds each call into the SDK that Publish makes (opening a
+// batch, which may open the connection and link, or sending one), the SDK's
+// retries included, so that a connection that hangs cannot hold the relay
+// longer than this even when its context has no deadline. The messages of a
+// call that timed out fail with ErrSendTimeout, marked
+// adapters.ErrUnavailable, and so do the rest of that Publish. It is also
+// what MaxPublishTime counts per call. The constructors' own check is bounded
+// by their context instead. Default 30s (DefaultSendTimeout).
+func WithSendTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithSendTimeout: must be positive, got %s", d)
+		}
+		c.sendTimeout = d
 		return nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
@@ -41,7 +42,10 @@ type Publisher struct {
 	core *publisher[*azservicebus.MessageBatch]
 }
 
-var _ adapters.Publisher = (*Publisher)(nil)
+var (
+	_ adapters.Publisher = (*Publisher)(nil)
+	_ adapters.Bounded   = (*Publisher)(nil)
+)
 
 // NewFromConnectionString connects with a connection string from a shared
 // access policy (it needs the Send claim), such as
@@ -125,14 +129,21 @@ func open(ctx context.Context, client *azservicebus.Client, namespace, entity st
 // seen inside the entity's duplicate-detection window) like any message and
 // then drops it, so Result.Duplicate is never set.
 //
-// When a batch fails, each of its messages gets the error, and later
-// messages with one of their partition keys are held back (ErrEarlierFailed)
-// for the relay to retry in order. When the failure concerns the whole
-// entity (credentials, a missing entity, a lost connection) or ctx ends, the
-// remaining messages fail at once. Concurrent calls are safe but run one
-// after the other.
+// When a send fails, each of its messages gets the error (marked
+// adapters.ErrUnavailable when the fault is the entity's or the way to it),
+// and once a message with a partition key has failed, for whatever reason,
+// the later messages with that key are held back (ErrEarlierFailed) for the
+// relay to decide on. When the failure concerns the whole entity
+// (credentials, a missing entity, a lost connection, no answer within
+// WithSendTimeout) or ctx ends, the remaining messages fail at once.
+// Concurrent calls are safe but run one after the other.
 func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
 	return p.core.Publish(ctx, msgs)
+}
+
+// MaxPublishTime implements adapters.Bounded: see publisher.MaxPublishTime.
+func (p *Publisher) MaxPublishTime(n int) time.Duration {
+	return p.core.MaxPublishTime(n)
 }
 
 // Close closes the link and the connection. A send in progress is cut short
@@ -223,6 +234,20 @@ func (p *publisher[B]) Publish(ctx context.Context, msgs []adapters.Message) []a
 	}
 	return res
 }
+
+// MaxPublishTime bounds a Publish of n messages. Calls into the SDK go one
+// at a time, each cut off after WithSendTimeout. A message costs at most two:
+// the one that opens the batch it is added to (or that it is measured
+// against, when it must go alone) and the one that sends that batch (or it
+// alone). The sizes decide how many share a batch, and n alone does not say,
+// so 2n calls is the bound, plus a little slack.
+func (p *publisher[B]) MaxPublishTime(n int) time.Duration {
+	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + boundSlack
+}
+
+// boundSlack is added to MaxPublishTime for the work between calls: mapping
+// events, scheduling, a busy machine.
+const boundSlack = 2 * time.Second
 
 // groups splits msgs (as indexes, each group in publish order) into the sets
 // that may share a batch: all of them, or on a partitioned entity those with
@@ -319,8 +344,9 @@ type run[B messageBatch] struct {
 	msgs []adapters.Message
 	res  []adapters.Result
 
-	// failedKeys maps a partition key to the (transient) failure of a
-	// message with that key; later messages with it are held back.
+	// failedKeys maps a partition key to the first failure of a message
+	// with that key, permanent ones included; later messages with it are
+	// held back.
 	failedKeys map[string]error
 	// abort, once set, fails every message not yet sent.
 	abort error
@@ -339,9 +365,8 @@ func (r *run[B]) place(i int) {
 	}
 	msg, err := r.p.cfg.toMessage(r.msgs[i])
 	if err != nil {
-		// Permanent: the relay dead-letters this event, so later events
-		// with its key are free to go ahead.
-		r.res[i].Err = err
+		// Permanent: the same event would fail the same way again.
+		r.failOne(i, err)
 		return
 	}
 	r.add(i, msg)
@@ -350,7 +375,7 @@ func (r *run[B]) place(i int) {
 func (r *run[B]) add(i int, msg *azservicebus.Message) {
 	if !r.open {
 		var b B
-		err := r.p.call(r.ctx, "create batch", func(ctx context.Context) (err error) {
+		err := r.call("create batch", func(ctx context.Context) (err error) {
 			b, err = r.p.sender.NewMessageBatch(ctx, r.p.batchOptions())
 			return err
 		})
@@ -366,7 +391,7 @@ func (r *run[B]) add(i int, msg *azservicebus.Message) {
 		r.batched = append(r.batched, i)
 	case !errors.Is(err, azservicebus.ErrMessageTooLarge):
 		// Encoding the message failed; it would fail the same way again.
-		r.res[i].Err = adapters.Permanent(fmt.Errorf("servicebus: encode event %s: %w", r.msgs[i].ID, err))
+		r.failOne(i, adapters.Permanent(fmt.Errorf("servicebus: encode event %s: %w", r.msgs[i].ID, err)))
 	case len(r.batched) > 0:
 		// The batch is full: send it and start the next with this message,
 		// unless the send just failed for this message's key.
@@ -391,7 +416,7 @@ func (r *run[B]) flush() {
 	if len(indexes) == 0 {
 		return
 	}
-	err := r.p.call(r.ctx, "send batch", func(ctx context.Context) error {
+	err := r.call("send batch", func(ctx context.Context) error {
 		return r.p.sender.SendMessageBatch(ctx, batch, nil)
 	})
 	if err != nil {
@@ -400,12 +425,27 @@ func (r *run[B]) flush() {
 }
 
 func (r *run[B]) sendAlone(i int, msg *azservicebus.Message) {
-	err := r.p.call(r.ctx, "send", func(ctx context.Context) error {
+	err := r.call("send", func(ctx context.Context) error {
 		return r.p.sender.SendMessage(ctx, msg, nil)
 	})
 	if err != nil {
 		r.fail([]int{i}, err)
 	}
+}
+
+// call runs one call into the sender for this Publish, cut off after
+// WithSendTimeout. A call cut off by that timeout, rather than by the
+// caller's context or Close, fails with ErrSendTimeout, which does not wrap
+// context.DeadlineExceeded: the caller's deadline did not pass.
+func (r *run[B]) call(what string, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.sendTimeout)
+	defer cancel()
+	err := r.p.call(ctx, what, f)
+	if err == nil || errors.Is(err, ErrClosed) || r.ctx.Err() != nil || ctx.Err() == nil {
+		return err
+	}
+	//nolint:errorlint // deliberately not wrapping the SDK's context.DeadlineExceeded
+	return fmt.Errorf("%w: %s after %s (WithSendTimeout): %v", ErrSendTimeout, what, r.p.cfg.sendTimeout, err)
 }
 
 // blocked returns why message i must not be sent now, or nil.
@@ -418,30 +458,39 @@ func (r *run[B]) blocked(i int) error {
 	}
 	if key := r.msgs[i].PartitionKey; key != "" {
 		if cause := r.failedKeys[key]; cause != nil {
-			return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
+			return heldBack(key, cause)
 		}
 	}
 	return nil
 }
 
+// failOne records the failure of message i, which holds back the later
+// messages of its key.
+func (r *run[B]) failOne(i int, err error) {
+	r.res[i].Err = err
+	if key := r.msgs[i].PartitionKey; key != "" && r.failedKeys[key] == nil {
+		r.failedKeys[key] = err
+	}
+}
+
 // fail records a failed send of the messages at indexes.
 func (r *run[B]) fail(indexes []int, err error) {
 	if len(indexes) == 1 && isTooLarge(err) {
-		// Refused for its size on its own: no retry can change that. Not
-		// recorded as a failed key, since the relay dead-letters it.
+		// Refused for its size on its own: no retry can change that.
 		m := r.msgs[indexes[0]]
-		r.res[indexes[0]].Err = adapters.Permanent(fmt.Errorf(
+		r.failOne(indexes[0], adapters.Permanent(fmt.Errorf(
 			"%w: event %s (%d-byte payload) exceeds what %q accepts: Service Bus takes at most 256 KB "+
 				"per message on Standard, 1 MB on Premium unless the entity's maximum is raised (up to 100 MB): %w",
-			ErrTooLarge, m.ID, len(m.Payload), r.p.entity, err))
+			ErrTooLarge, m.ID, len(m.Payload), r.p.entity, err)))
 		return
 	}
+	unavailable := destinationWide(err) && r.ctx.Err() == nil
 	err = r.describe(len(indexes), err)
+	if unavailable {
+		err = adapters.Unavailable(err)
+	}
 	for _, i := range indexes {
-		r.res[i].Err = err
-		if key := r.msgs[i].PartitionKey; key != "" {
-			r.failedKeys[key] = err
-		}
+		r.failOne(i, err)
 	}
 	if affectsEntity(err) || r.ctx.Err() != nil {
 		r.abort = err

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,7 +115,7 @@ func TestBatchLimitOption(t *testing.T) {
 	}
 }
 
-func TestOversizeIsPermanentAndDoesNotHoldBackItsKey(t *testing.T) {
+func TestOversizeIsPermanentAndHoldsBackItsKey(t *testing.T) {
 	f := newFakeSender()
 	f.maxBatch = 2048
 	f.maxMessage = 8 << 10
@@ -122,24 +124,82 @@ func TestOversizeIsPermanentAndDoesNotHoldBackItsKey(t *testing.T) {
 		event(1, "k", 100),
 		event(2, "k", 9<<10), // larger than a batch and than a single message
 		event(3, "k", 100),
+		event(4, "j", 100),
 	}
 	res := p.Publish(t.Context(), msgs)
 	err := res[1].Err
-	if !errors.Is(err, adapters.ErrPermanent) || !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("oversize message: err = %v, want permanent ErrTooLarge", err)
+	if !errors.Is(err, adapters.ErrPermanent) || !errors.Is(err, ErrTooLarge) || errors.Is(err, adapters.ErrUnavailable) {
+		t.Fatalf("oversize message: err = %v, want permanent ErrTooLarge, not unavailable", err)
 	}
 	for _, limit := range []string{"256 KB", "1 MB", "100 MB"} {
 		if !strings.Contains(err.Error(), limit) {
 			t.Errorf("error %q does not name the %s limit", err, limit)
 		}
 	}
-	// The relay dead-letters the oversize event, so its successor with the
-	// same key may go ahead.
-	if res[0].Err != nil || res[2].Err != nil {
-		t.Errorf("neighbours: %v, %v", res[0].Err, res[2].Err)
+	// Its successor with the same key is held back: the relay decides
+	// whether it waits for the dead letter. It was not refused itself.
+	if err := res[2].Err; !errors.Is(err, ErrEarlierFailed) || errors.Is(err, adapters.ErrPermanent) ||
+		errors.Is(err, adapters.ErrUnavailable) || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("successor: err = %v, want ErrEarlierFailed naming the cause, neither permanent nor unavailable", err)
 	}
-	if got, want := f.storedIDs(), []string{msgs[0].ID, msgs[2].ID}; !slices.Equal(got, want) {
+	if res[0].Err != nil || res[3].Err != nil {
+		t.Errorf("predecessor and other key: %v, %v", res[0].Err, res[3].Err)
+	}
+	if got, want := f.storedIDs(), []string{msgs[0].ID, msgs[3].ID}; !slices.Equal(got, want) {
 		t.Errorf("stored %v, want %v", got, want)
+	}
+}
+
+// TestInvalidEventHoldsBackItsKey: an event refused before any send (an id
+// Service Bus cannot carry) holds back the later events of its key too.
+func TestInvalidEventHoldsBackItsKey(t *testing.T) {
+	f := newFakeSender()
+	p := newTestPublisher(t, f)
+	bad := event(1, "k", 100)
+	bad.ID = strings.Repeat("x", 129)
+	msgs := []adapters.Message{bad, event(2, "k", 100), event(3, "", 100)}
+	res := p.Publish(t.Context(), msgs)
+	if !errors.Is(res[0].Err, ErrInvalidID) || !errors.Is(res[0].Err, adapters.ErrPermanent) {
+		t.Errorf("invalid id: err = %v, want permanent ErrInvalidID", res[0].Err)
+	}
+	if err := res[1].Err; !errors.Is(err, ErrEarlierFailed) || errors.Is(err, adapters.ErrPermanent) {
+		t.Errorf("successor: err = %v, want ErrEarlierFailed, not permanent", err)
+	}
+	if got, want := f.storedIDs(), []string{msgs[2].ID}; !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
+	}
+}
+
+// TestSendTimeout: a send the service never answers is cut off after
+// WithSendTimeout, with an error marked unavailable that does not look like
+// the caller's deadline; the rest of the Publish fails at once, and all of
+// it within MaxPublishTime.
+func TestSendTimeout(t *testing.T) {
+	f := newFakeSender()
+	f.maxBatch = batchLimitFor(t, WithBinding(Structured), event(0, "", 100), 2)
+	f.fail = func(ctx context.Context, _ int, _ []*azservicebus.Message) error {
+		<-ctx.Done() // a service that never answers
+		return ctx.Err()
+	}
+	p := newTestPublisher(t, f, WithSendTimeout(200*time.Millisecond))
+	msgs := []adapters.Message{event(1, "k", 100), event(2, "", 100), event(3, "k", 100), event(4, "", 100)}
+	start := time.Now()
+	res := p.Publish(t.Context(), msgs)
+	took := time.Since(start)
+	for i, r := range res {
+		if !errors.Is(r.Err, ErrSendTimeout) || !errors.Is(r.Err, adapters.ErrUnavailable) ||
+			errors.Is(r.Err, context.DeadlineExceeded) || errors.Is(r.Err, adapters.ErrPermanent) {
+			t.Errorf("message %d: err = %v, want ErrSendTimeout marked unavailable, not the caller's deadline", i, r.Err)
+		}
+	}
+	if n := f.attemptCount(); n != 1 {
+		t.Errorf("%d send attempts, want 1: the rest fails at once", n)
+	}
+	if bound := p.MaxPublishTime(len(msgs)); took > bound {
+		t.Errorf("Publish took %s, MaxPublishTime = %s", took, bound)
+	}
+	if d := p.MaxPublishTime(5) - p.MaxPublishTime(4); d != 2*200*time.Millisecond {
+		t.Errorf("one more message adds %s to the bound, want two send timeouts", d)
 	}
 }
 
@@ -186,14 +246,15 @@ func TestPartialFailureHoldsBackKeys(t *testing.T) {
 	res := p.Publish(t.Context(), msgs)
 	for i := range 3 {
 		err := res[i].Err
-		if err == nil || errors.Is(err, adapters.ErrPermanent) || !errors.Is(err, busy) {
-			t.Errorf("message %d in the failed batch: err = %v, want the transient send error", i, err)
+		if err == nil || errors.Is(err, adapters.ErrPermanent) || !errors.Is(err, busy) || !errors.Is(err, adapters.ErrUnavailable) {
+			t.Errorf("message %d in the failed batch: err = %v, want the busy server's error, marked unavailable", i, err)
 		}
 	}
 	for _, i := range []int{3, 6} {
 		err := res[i].Err
-		if !errors.Is(err, ErrEarlierFailed) || !errors.Is(err, busy) || errors.Is(err, adapters.ErrPermanent) {
-			t.Errorf("message %d (key %q): err = %v, want transient ErrEarlierFailed wrapping the cause",
+		if !errors.Is(err, ErrEarlierFailed) || !errors.Is(err, busy) || errors.Is(err, adapters.ErrPermanent) ||
+			!errors.Is(err, adapters.ErrUnavailable) {
+			t.Errorf("message %d (key %q): err = %v, want ErrEarlierFailed wrapping the cause, unavailable as it is",
 				i, msgs[i].PartitionKey, err)
 		}
 	}
@@ -229,8 +290,8 @@ func TestEntityFailureStopsThePublish(t *testing.T) {
 			msgs := []adapters.Message{event(1, "", 100), event(2, "", 100), event(3, "x", 100), event(4, "", 100)}
 			res := p.Publish(t.Context(), msgs)
 			for i, r := range res {
-				if !errors.Is(r.Err, tc.err) || errors.Is(r.Err, adapters.ErrPermanent) {
-					t.Errorf("message %d: err = %v, want transient, wrapping %v", i, r.Err, tc.err)
+				if !errors.Is(r.Err, tc.err) || errors.Is(r.Err, adapters.ErrPermanent) || !errors.Is(r.Err, adapters.ErrUnavailable) {
+					t.Errorf("message %d: err = %v, want one wrapping %v and adapters.ErrUnavailable, not permanent", i, r.Err, tc.err)
 				}
 			}
 			if n := f.attemptCount(); n != 1 {
@@ -260,8 +321,10 @@ func TestCancelledDuringPublish(t *testing.T) {
 	p := newTestPublisher(t, f)
 	msgs := []adapters.Message{event(1, "", 100), event(2, "", 100), event(3, "", 100), event(4, "", 100)}
 	for i, r := range p.Publish(ctx, msgs) {
-		if !errors.Is(r.Err, context.Canceled) {
-			t.Errorf("message %d: err = %v, want one wrapping context.Canceled", i, r.Err)
+		// The lost connection came with the caller giving up: the caller's
+		// doing wins, and the destination is not blamed.
+		if !errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want one wrapping context.Canceled, not unavailable", i, r.Err)
 		}
 	}
 	if n := f.attemptCount(); n != 1 {
@@ -304,8 +367,8 @@ func TestCloseCutsSendShort(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range res {
-		if !errors.Is(r.Err, ErrClosed) {
-			t.Errorf("message %d: err = %v, want ErrClosed", i, r.Err)
+		if !errors.Is(r.Err, ErrClosed) || errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want ErrClosed, not unavailable", i, r.Err)
 		}
 	}
 	if err := p.Close(); err != nil {
@@ -358,8 +421,9 @@ func TestWithoutSessionsOnSessionEntity(t *testing.T) {
 	f.sessions = true
 	p := newTestPublisher(t, f)
 	for i, r := range p.Publish(t.Context(), []adapters.Message{event(1, "a", 10), event(2, "", 10)}) {
-		if r.Err == nil || errors.Is(r.Err, adapters.ErrPermanent) {
-			t.Errorf("message %d: err = %v, want a transient error", i, r.Err)
+		// not-allowed is left to the relay's own rule: not marked unavailable.
+		if r.Err == nil || errors.Is(r.Err, adapters.ErrPermanent) || errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want a transient error, not marked unavailable", i, r.Err)
 		}
 	}
 }
@@ -475,6 +539,51 @@ func TestErrorClassification(t *testing.T) {
 		}
 	}
 }
+
+func TestDestinationWide(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&azservicebus.Error{Code: azservicebus.CodeUnauthorizedAccess}, true},
+		{&azservicebus.Error{Code: azservicebus.CodeNotFound}, true},
+		{&azservicebus.Error{Code: azservicebus.CodeConnectionLost}, true},
+		{&azservicebus.Error{Code: azservicebus.CodeTimeout}, true},
+		{&amqp.Error{Condition: amqp.ErrCondUnauthorizedAccess}, true},
+		{&amqp.Error{Condition: amqp.ErrCondNotFound}, true},
+		{&amqp.Error{Condition: amqp.ErrCondResourceLimitExceeded}, true},
+		{&amqp.Error{Condition: "com.microsoft:entity-disabled"}, true},
+		{&amqp.Error{Condition: "com.microsoft:server-busy"}, true},
+		{&amqp.Error{Condition: "com.microsoft:timeout"}, true},
+		{&amqp.ConnError{}, true},
+		{&amqp.ConnError{RemoteErr: &amqp.Error{Condition: amqp.ErrCondFramingError}}, true},
+		{&amqp.SessionError{}, true},
+		{&amqp.LinkError{}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{fmt.Errorf("send: %w", ErrSendTimeout), true},
+		{nonRetriableCredErr{}, true},
+		// The messages', the caller's or our own.
+		{&amqp.Error{Condition: amqp.ErrCondMessageSizeExceeded}, false},
+		{&amqp.LinkError{RemoteErr: &amqp.Error{Condition: amqp.ErrCondMessageSizeExceeded}}, false},
+		{&amqp.LinkError{RemoteErr: &amqp.Error{Condition: amqp.ErrCondNotAllowed}}, false},
+		{azservicebus.ErrMessageTooLarge, false},
+		{&azservicebus.Error{Code: azservicebus.CodeClosed}, false},
+		{fmt.Errorf("%w: send cut short: %w", ErrClosed, &amqp.ConnError{}), false},
+		{fmt.Errorf("send: %w", context.DeadlineExceeded), false},
+		{context.Canceled, false},
+		{errors.New("something else"), false},
+	} {
+		if got := destinationWide(tc.err); got != tc.want {
+			t.Errorf("destinationWide(%T %v) = %v, want %v", tc.err, tc.err, got, tc.want)
+		}
+	}
+}
+
+// nonRetriableCredErr is what azidentity's credentials fail with for good.
+type nonRetriableCredErr struct{}
+
+func (nonRetriableCredErr) Error() string { return "ClientSecretCredential: authentication failed" }
+func (nonRetriableCredErr) NonRetriable() {}
 
 func TestEndpointOf(t *testing.T) {
 	for in, want := range map[string]string{

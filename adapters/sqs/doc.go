@@ -44,24 +44,42 @@
 //
 // Messages go out in calls of at most 10 messages and 1 MiB, one call at a
 // time and in order; SQS stores a FIFO call's messages in the order given.
-// When a message fails transiently, the later messages of its group (or
-// partition key, on a standard queue) in the same Publish are not sent
-// (ErrEarlierFailed), so the relay's retry keeps them in order. SQS answers
-// each message of a call separately, though: if it refused one for a
-// transient reason yet stored a later one of the same group in the same call,
-// that later one is ahead. The Publisher logs a warning when it sees this.
+// When a message fails, for whatever reason (permanent ones included), the
+// later messages of its group (or partition key, on a standard queue) in the
+// same Publish are not sent (ErrEarlierFailed): the relay decides what
+// becomes of the key, and a successor must not overtake its predecessor. SQS
+// answers each message of a call separately, though: if it refused one yet
+// stored a later one of the same group in the same call, that later one is
+// ahead. The Publisher logs a warning when it sees this.
 //
 // # Errors
 //
 // Permanent (wrapping adapters.ErrPermanent, dead-lettered by the relay):
 // ErrTooLarge, ErrInvalidID, ErrInvalidBody, and an EntryError whose code
 // blames the message's content (InvalidParameterValue, InvalidMessageContents,
-// InvalidAttributeName, InvalidAttributeValue). Everything else is transient:
-// throttling and server errors (after the SDK's own retries), network
-// failures, ErrSendTimeout, and also KMS, permission and missing-queue
-// errors, which an operator fixes without the events being at fault. A call
-// that fails as a whole fails all messages not yet sent in that Publish,
-// without further calls.
+// InvalidAttributeName, InvalidAttributeValue).
+//
+// A fault of the destination as a whole (wrapping adapters.ErrUnavailable:
+// the relay pauses the destination and spends no attempt of any event, so an
+// outage dead-letters nothing): no connection (refused, DNS, TLS), server
+// errors (5xx) and throttling after the SDK's own retries, ErrSendTimeout,
+// credentials that could not be had or were refused (AccessDenied,
+// InvalidClientTokenId, an expired token), a missing queue (QueueDoesNotExist,
+// AWS.SimpleQueueService.NonExistentQueue), and KMS errors of the queue's key,
+// all of which an operator or the service fixes without the events being at
+// fault. Such a code on one entry of an answered call (KmsThrottled, say)
+// marks that entry so too; other refusals of one entry stay plain transient.
+//
+// A message held back (ErrEarlierFailed) wraps its predecessor's error, so it
+// is unavailable when that was, but never permanent: it was not refused
+// itself. Messages left unsent because ctx ended wrap ctx's error (ErrClosed
+// after Close), unmarked. A call that fails as a whole fails all messages not
+// yet sent in that Publish, without further calls.
+//
+// MaxPublishTime (adapters.Bounded) allows WithSendTimeout for two calls per
+// message, since each message goes out in at most two (in a batch and, when
+// SQS refuses the batch without naming the culprit, alone), plus a little
+// slack.
 //
 // # Limits
 //

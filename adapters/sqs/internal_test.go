@@ -5,15 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/heraldhq/herald/adapters"
 )
@@ -201,21 +207,26 @@ func TestGroupFor(t *testing.T) {
 
 func TestEntryError(t *testing.T) {
 	tests := []struct {
-		code      string
-		sender    bool
-		permanent bool
+		code        string
+		sender      bool
+		permanent   bool
+		unavailable bool
 	}{
-		{"InvalidParameterValue", true, true},
-		{"InvalidMessageContents", true, true},
-		{"AWS.SimpleQueueService.InvalidMessageContents", true, true},
-		{"InvalidAttributeValue", true, true},
-		{"InvalidParameterValue", false, false}, // the server's fault: may pass later
-		{"InternalError", false, false},
-		{"ServiceUnavailable", false, false},
-		{"KmsThrottled", true, false},
-		{"KmsAccessDenied", true, false}, // an operator can fix the key policy
-		{"RequestThrottled", true, false},
-		{"SomethingNew", true, false},
+		{"InvalidParameterValue", true, true, false},
+		{"InvalidMessageContents", true, true, false},
+		{"AWS.SimpleQueueService.InvalidMessageContents", true, true, false},
+		{"InvalidAttributeValue", true, true, false},
+		{"InvalidParameterValue", false, false, false}, // the server's fault: may pass later
+		// One entry's internal error says nothing about the queue as a whole.
+		{"InternalError", false, false, false},
+		{"ServiceUnavailable", false, false, false},
+		{"KmsThrottled", true, false, true},
+		{"KmsAccessDenied", true, false, true}, // an operator can fix the key policy
+		{"KmsDisabled", true, false, true},
+		{"RequestThrottled", true, false, true},
+		{"ThrottlingException", false, false, true}, // from the SDK's throttling list
+		{"AWS.SimpleQueueService.NonExistentQueue", true, false, true},
+		{"SomethingNew", true, false, false},
 	}
 	for _, tt := range tests {
 		err := entryError(sqstypes.BatchResultErrorEntry{
@@ -223,6 +234,9 @@ func TestEntryError(t *testing.T) {
 		})
 		if got := errors.Is(err, adapters.ErrPermanent); got != tt.permanent {
 			t.Errorf("%s (sender fault %v): permanent = %v, want %v", tt.code, tt.sender, got, tt.permanent)
+		}
+		if got := errors.Is(err, adapters.ErrUnavailable); got != tt.unavailable {
+			t.Errorf("%s (sender fault %v): unavailable = %v, want %v", tt.code, tt.sender, got, tt.unavailable)
 		}
 		var ee *EntryError
 		if !errors.As(err, &ee) || ee.Code != tt.code || !strings.Contains(err.Error(), tt.code) {
@@ -255,6 +269,48 @@ func TestIsContentError(t *testing.T) {
 	for _, tt := range tests {
 		if got := isContentError(tt.err); got != tt.want {
 			t.Errorf("isContentError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestDestinationWide: what a failed call says about the queue as a whole,
+// with errors as the SDK returns them.
+func TestDestinationWide(t *testing.T) {
+	op := func(err error) error {
+		return fmt.Errorf("sqs: send batch: %w", &smithy.OperationError{ServiceID: "SQS", OperationName: "SendMessageBatch", Err: err})
+	}
+	status := func(code int, err error) error {
+		return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: err,
+		}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"throttled", op(&sqstypes.RequestThrottled{}), true},
+		{"throttled, generic", op(&smithy.GenericAPIError{Code: "ThrottlingException"}), true},
+		{"queue missing", op(&sqstypes.QueueDoesNotExist{}), true},
+		{"queue missing, query code", op(&smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue", Fault: smithy.FaultClient}), true},
+		{"access denied", op(status(400, &smithy.GenericAPIError{Code: "AccessDenied", Fault: smithy.FaultClient})), true},
+		{"bad key id", op(&smithy.GenericAPIError{Code: "InvalidClientTokenId"}), true},
+		{"kms key disabled", op(&sqstypes.KmsDisabled{}), true},
+		{"server error", op(status(500, &smithy.GenericAPIError{Code: "InternalError"})), true},
+		{"unknown 503", op(status(503, errors.New("no body"))), true},
+		{"server fault", op(&smithy.GenericAPIError{Code: "SomethingNew", Fault: smithy.FaultServer}), true},
+		{"connection refused", op(&smithyhttp.RequestSendError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}), true},
+		{"no credentials", op(&v4.SigningError{Err: errors.New("failed to retrieve credentials: no EC2 IMDS role found")}), true},
+		{"dns", op(&net.DNSError{Err: "no such host", Name: "sqs.example", IsNotFound: true}), true},
+		// The messages' fault, or an unknown client error: the relay decides.
+		{"content", op(&sqstypes.BatchRequestTooLong{}), false},
+		{"content, 400", op(status(400, &smithy.GenericAPIError{Code: "InvalidParameterValue", Fault: smithy.FaultClient})), false},
+		{"unknown client error", op(status(400, &smithy.GenericAPIError{Code: "SomethingNew", Fault: smithy.FaultClient})), false},
+		{"plain", errors.New("something else"), false},
+	}
+	for _, tt := range tests {
+		if got := destinationWide(tt.err); got != tt.want {
+			t.Errorf("%s: destinationWide(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }
@@ -409,9 +465,12 @@ func TestTransientEntryFailureHoldsBackItsKey(t *testing.T) {
 	}
 }
 
-// TestPermanentEntryFailureDoesNotHoldBack: a message SQS refuses for its
-// content is dead-lettered, so its key's later messages still go.
-func TestPermanentEntryFailureDoesNotHoldBack(t *testing.T) {
+// TestPermanentEntryFailureHoldsBackItsKey: a message SQS refuses for its
+// content fails permanently, and its key's messages in later calls are held
+// back all the same, with an error that is not permanent: the relay decides
+// whether they wait for the dead letter. Those in the same call were sent
+// with it.
+func TestPermanentEntryFailureHoldsBackItsKey(t *testing.T) {
 	s := &scriptedSender{answer: func(call int, in *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
 		if call == 0 {
 			return succeedAllBut(in, map[string]sqstypes.BatchResultErrorEntry{
@@ -421,14 +480,55 @@ func TestPermanentEntryFailureDoesNotHoldBack(t *testing.T) {
 		return succeedAllBut(in, nil), nil
 	}}
 	p := scriptedPublisher(t, "q.fifo", s)
-	res := p.Publish(t.Context(), keyed(12, func(int) string { return "k" }))
+	res := p.Publish(t.Context(), keyed(13, func(i int) string { return []string{"k", "k", "j"}[i%3] }))
 	if !errors.Is(res[0].Err, adapters.ErrPermanent) {
 		t.Errorf("message 0: err = %v, want permanent", res[0].Err)
 	}
 	for i, r := range res[1:] {
-		if r.Err != nil {
-			t.Errorf("message %d: %v", i+1, r.Err)
+		i++
+		switch {
+		case i < 10 || i%3 == 2:
+			if r.Err != nil {
+				t.Errorf("message %d (same call, or key j): %v", i, r.Err)
+			}
+		case !errors.Is(r.Err, ErrEarlierFailed) || errors.Is(r.Err, adapters.ErrPermanent) ||
+			!strings.Contains(r.Err.Error(), "InvalidParameterValue"):
+			t.Errorf("message %d (key k, later call): err = %v, want ErrEarlierFailed naming the cause, not permanent", i, r.Err)
 		}
+	}
+	if want := "[[0 1 2 3 4 5 6 7 8 9] [11]]"; fmt.Sprint(s.calls) != want {
+		t.Errorf("calls %v, want %s", s.calls, want)
+	}
+}
+
+// TestInvalidMessageHoldsBackItsKey: a message refused before any call (too
+// large, here) holds back the later messages of its key, which are never
+// sent; other keys go.
+func TestInvalidMessageHoldsBackItsKey(t *testing.T) {
+	for _, queue := range []string{"q.fifo", "q"} {
+		t.Run(queue, func(t *testing.T) {
+			s := &scriptedSender{answer: func(_ int, in *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
+				return succeedAllBut(in, nil), nil
+			}}
+			p := scriptedPublisher(t, queue, s)
+			msgs := keyed(4, func(i int) string { return []string{"k", "k", "j", "k"}[i] })
+			msgs[0].Payload = []byte(`{"pad":"` + strings.Repeat("x", DefaultMaxMessageSize) + `"}`)
+			res := p.Publish(t.Context(), msgs)
+			if !errors.Is(res[0].Err, ErrTooLarge) || !errors.Is(res[0].Err, adapters.ErrPermanent) {
+				t.Errorf("message 0: err = %v, want permanent ErrTooLarge", res[0].Err)
+			}
+			for _, i := range []int{1, 3} {
+				if err := res[i].Err; !errors.Is(err, ErrEarlierFailed) || errors.Is(err, adapters.ErrPermanent) {
+					t.Errorf("message %d: err = %v, want ErrEarlierFailed, not permanent", i, err)
+				}
+			}
+			if res[2].Err != nil {
+				t.Errorf("message 2 (key j): %v", res[2].Err)
+			}
+			if want := "[[2]]"; fmt.Sprint(s.calls) != want {
+				t.Errorf("calls %v, want %s", s.calls, want)
+			}
+		})
 	}
 }
 
@@ -449,8 +549,9 @@ func TestCallFailureFailsTheRest(t *testing.T) {
 		switch {
 		case i < 10 && r.Err != nil:
 			t.Errorf("message %d: %v", i, r.Err)
-		case i >= 10 && (!errors.As(r.Err, new(*sqstypes.RequestThrottled)) || errors.Is(r.Err, adapters.ErrPermanent)):
-			t.Errorf("message %d: err = %v, want the transient throttling error", i, r.Err)
+		case i >= 10 && (!errors.As(r.Err, new(*sqstypes.RequestThrottled)) || errors.Is(r.Err, adapters.ErrPermanent) ||
+			!errors.Is(r.Err, adapters.ErrUnavailable)):
+			t.Errorf("message %d: err = %v, want the throttling error, marked unavailable, not permanent", i, r.Err)
 		}
 	}
 	if len(s.calls) != 2 {
@@ -460,7 +561,8 @@ func TestCallFailureFailsTheRest(t *testing.T) {
 
 // TestContentRefusalOfWholeCallIsIsolated: if SQS refuses a whole call for
 // one message's content (its count differing from ours), the messages are
-// sent one by one so that only the culprit fails, permanently.
+// sent one by one so that only the culprit fails, permanently; the later
+// messages of its key are then held back, and the others go on.
 func TestContentRefusalOfWholeCallIsIsolated(t *testing.T) {
 	tooLong := &smithy.OperationError{ServiceID: "SQS", OperationName: "SendMessageBatch",
 		Err: &sqstypes.BatchRequestTooLong{Message: aws.String("batch too long")}}
@@ -473,19 +575,25 @@ func TestContentRefusalOfWholeCallIsIsolated(t *testing.T) {
 		return succeedAllBut(in, nil), nil
 	}}
 	p := scriptedPublisher(t, "q.fifo", s)
-	res := p.Publish(t.Context(), keyed(13, func(int) string { return "k" }))
+	// Message 2, the culprit, has key a; a's later messages are held back.
+	res := p.Publish(t.Context(), keyed(13, func(i int) string { return []string{"a", "b"}[i%2] }))
 	for i, r := range res {
-		if i == 2 {
-			if !errors.Is(r.Err, adapters.ErrPermanent) {
+		switch {
+		case i == 2:
+			if !errors.Is(r.Err, adapters.ErrPermanent) || errors.Is(r.Err, adapters.ErrUnavailable) {
 				t.Errorf("the culprit: err = %v, want permanent", r.Err)
 			}
-			continue
-		}
-		if r.Err != nil {
+		case i > 2 && i%2 == 0:
+			if !errors.Is(r.Err, ErrEarlierFailed) || errors.Is(r.Err, adapters.ErrPermanent) {
+				t.Errorf("message %d (key a, after the culprit): err = %v, want ErrEarlierFailed, not permanent", i, r.Err)
+			}
+		case r.Err != nil:
 			t.Errorf("message %d: %v", i, r.Err)
 		}
 	}
-	want := "[[0 1 2 3 4 5 6 7 8 9] [0] [1] [2] [3] [4] [5] [6] [7] [8] [9] [10 11 12]]"
+	// The batch's remaining b's go one by one, as the isolation started;
+	// after the batch, calls are batches again.
+	want := "[[0 1 2 3 4 5 6 7 8 9] [0] [1] [2] [3] [5] [7] [9] [11]]"
 	if got := fmt.Sprint(s.calls); got != want {
 		t.Errorf("calls %s, want %s", got, want)
 	}

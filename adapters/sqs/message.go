@@ -65,7 +65,7 @@ func (p *Publisher) prepare(index int, m adapters.Message) (*entry, error) {
 	e := &entry{
 		index: index,
 		size:  size,
-		group: m.PartitionKey,
+		group: p.orderKey(m),
 		input: sqstypes.SendMessageBatchRequestEntry{
 			// Unique within the call and within the 80-character charset.
 			Id:                aws.String(strconv.Itoa(index)),
@@ -74,11 +74,19 @@ func (p *Publisher) prepare(index int, m adapters.Message) (*entry, error) {
 		},
 	}
 	if p.fifo {
-		e.group = p.groupFor(m)
 		e.input.MessageGroupId = aws.String(e.group)
 		e.input.MessageDeduplicationId = aws.String(token(m.ID))
 	}
 	return e, nil
+}
+
+// orderKey is what a message's order is kept by, and held back by: its
+// MessageGroupId on a FIFO queue, its partition key on a standard one.
+func (p *Publisher) orderKey(m adapters.Message) string {
+	if p.fifo {
+		return p.groupFor(m)
+	}
+	return m.PartitionKey
 }
 
 // groupFor picks a FIFO message's group: its partition key, else the

@@ -175,7 +175,9 @@ func WithVerifyQueue(verify bool) Option {
 // WithSendTimeout bounds one SendMessageBatch call, including the SDK's own
 // retries, so that a connection that hangs cannot hold the relay longer than
 // this even when its context has no deadline. The messages of a call that
-// timed out get a transient error. Default 30s.
+// timed out get a transient error (ErrSendTimeout, marked
+// adapters.ErrUnavailable). It is also what MaxPublishTime counts per call.
+// Default 30s.
 func WithSendTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -38,10 +39,13 @@ var (
 	// ErrEarlierFailed is reported for a message left unsent because an
 	// earlier message of its group (FIFO) or partition key failed in the
 	// same Publish: sending it would put it in the queue ahead of its
-	// predecessor.
+	// predecessor. It wraps the earlier failure unless that was permanent
+	// (see heldBack).
 	ErrEarlierFailed = errors.New("sqs: not sent, an earlier message with the same ordering key failed")
 	// ErrSendTimeout is wrapped when a SendMessageBatch call outlived
-	// WithSendTimeout. It is transient.
+	// WithSendTimeout. It is transient, and marked adapters.ErrUnavailable:
+	// SQS stores a message without looking at it, so no answer in time is
+	// the service's or the network's state, not the batch's.
 	ErrSendTimeout = errors.New("sqs: send timed out")
 )
 
@@ -90,7 +94,10 @@ type Publisher struct {
 	closeOnce sync.Once
 }
 
-var _ adapters.Publisher = (*Publisher)(nil)
+var (
+	_ adapters.Publisher = (*Publisher)(nil)
+	_ adapters.Bounded   = (*Publisher)(nil)
+)
 
 // New returns a Publisher for the queue at queueURL, e.g.
 // https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo. A name ending
@@ -237,12 +244,13 @@ func (p *Publisher) verify(ctx context.Context, client *awssqs.Client) error {
 // A message SQS can never take (too large, empty id, characters SQS refuses)
 // fails permanently without being sent. A message SQS refuses for a reason
 // retrying cannot fix (InvalidParameterValue, say) fails permanently; any
-// other refusal is transient and holds back the later messages of the same
-// group or key (ErrEarlierFailed). A call that fails as a whole (network,
-// throttling after the SDK's retries, credentials) fails its messages and all
-// that were still to be sent. When ctx ends or Close is called, messages not
-// yet sent get its cause. Concurrent calls are safe but run one after the
-// other.
+// other refusal is transient. Either way the later messages of the same
+// group or key are held back (ErrEarlierFailed). A call that fails as a
+// whole (network, throttling after the SDK's retries, credentials) fails its
+// messages and all that were still to be sent, marked adapters.ErrUnavailable
+// when the fault is the queue's or the way to it. When ctx ends or Close is
+// called, messages not yet sent get its cause. Concurrent calls are safe but
+// run one after the other.
 func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
 	res := make([]adapters.Result, len(msgs))
 	if len(msgs) == 0 {
@@ -260,13 +268,22 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	defer context.AfterFunc(p.life, func() { cancel(ErrClosed) })()
 	defer p.dropIdleAfterClose()
 
+	// failed maps a group (FIFO) or partition key (standard) to the first
+	// failure of one of its messages, which holds back the later ones.
+	failed := map[string]error{}
 	pending := make([]*entry, 0, len(msgs))
 	for i, m := range msgs {
+		group := p.orderKey(m)
+		if cause := failed[group]; cause != nil {
+			res[i].Err = heldBack(group, cause)
+			continue
+		}
 		e, err := p.prepare(i, m)
 		if err != nil {
-			// Permanent: the relay dead-letters this event, so later events
-			// with its key may go ahead.
 			res[i].Err = err
+			if group != "" {
+				failed[group] = err
+			}
 			continue
 		}
 		pending = append(pending, e)
@@ -292,9 +309,13 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 				continue
 			}
 			if len(batch) == 1 && isContentError(err) {
-				res[batch[0].index].Err = adapters.Permanent(err)
+				e := batch[0]
+				res[e.index].Err = adapters.Permanent(err)
 				pending = pending[1:]
 				singles = max(singles-1, 0)
+				if e.group != "" {
+					pending, singles = holdBack(pending, singles, map[string]error{e.group: res[e.index].Err}, res)
+				}
 				continue
 			}
 			// The call path is broken (network, throttling, credentials):
@@ -305,12 +326,26 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		}
 		pending = pending[len(batch):]
 		singles = max(singles-len(batch), 0)
-		if failed := p.record(batch, out, res); len(failed) > 0 {
-			pending = holdBack(pending, failed, res)
+		if refused := p.record(batch, out, res); len(refused) > 0 {
+			pending, singles = holdBack(pending, singles, refused, res)
 		}
 	}
 	return res
 }
+
+// MaxPublishTime implements adapters.Bounded. Calls go one at a time, each
+// cut off after WithSendTimeout, the SDK's retries included. Every message
+// goes out in at most two calls: once in a batch and, should SQS refuse that
+// batch for a content it does not pin on one entry, once alone. A batch may
+// hold a single message (a call carries at most 1 MiB), so without knowing
+// their sizes nothing smaller than 2n calls bounds n messages.
+func (p *Publisher) MaxPublishTime(n int) time.Duration {
+	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + boundSlack
+}
+
+// boundSlack is added to MaxPublishTime for the work between calls:
+// preparing messages, scheduling, a busy machine.
+const boundSlack = 2 * time.Second
 
 // sendBatch makes one SendMessageBatch call, bounded by WithSendTimeout.
 func (p *Publisher) sendBatch(ctx context.Context, batch []*entry) (*awssqs.SendMessageBatchOutput, error) {
@@ -336,18 +371,20 @@ func (p *Publisher) sendBatch(ctx context.Context, batch []*entry) (*awssqs.Send
 		return nil, fmt.Errorf("sqs: send batch of %d to %s: %w (%v)", len(batch), p.queueName, context.Cause(ctx), err)
 	case callCtx.Err() != nil:
 		// Not wrapping the SDK's context.DeadlineExceeded: the caller's
-		// deadline did not pass, and must not look as if it had.
+		// deadline did not pass, and must not look as if it had. SQS stores
+		// a message without looking at it, so a call that got no answer in
+		// time says the service or the network is at fault, not the batch.
 		//nolint:errorlint // deliberately not wrapping context.DeadlineExceeded
-		return nil, fmt.Errorf("sqs: send batch of %d to %s: %w after %s (WithSendTimeout): %v",
-			len(batch), p.queueName, ErrSendTimeout, p.cfg.sendTimeout, err)
+		return nil, adapters.Unavailable(fmt.Errorf("sqs: send batch of %d to %s: %w after %s (WithSendTimeout): %v",
+			len(batch), p.queueName, ErrSendTimeout, p.cfg.sendTimeout, err))
 	default:
-		return nil, fmt.Errorf("sqs: send batch of %d to %s: %w", len(batch), p.queueName, err)
+		return nil, markUnavailable(fmt.Errorf("sqs: send batch of %d to %s: %w", len(batch), p.queueName, err))
 	}
 }
 
 // record fills in the results of one answered call and returns the ordering
-// keys of the messages that failed transiently.
-func (p *Publisher) record(batch []*entry, out *awssqs.SendMessageBatchOutput, res []adapters.Result) map[string]bool {
+// keys of the messages that failed, each with the first failure.
+func (p *Publisher) record(batch []*entry, out *awssqs.SendMessageBatchOutput, res []adapters.Result) map[string]error {
 	succeeded := make(map[string]sqstypes.SendMessageBatchResultEntry, len(out.Successful))
 	for _, s := range out.Successful {
 		succeeded[aws.ToString(s.Id)] = s
@@ -356,14 +393,14 @@ func (p *Publisher) record(batch []*entry, out *awssqs.SendMessageBatchOutput, r
 	for _, f := range out.Failed {
 		refused[aws.ToString(f.Id)] = f
 	}
-	var failed map[string]bool
+	var failed map[string]error
 	// In batch order, so that a FIFO message sent twice in one call is the
 	// first time new and the second time a duplicate.
 	for _, e := range batch {
 		id := aws.ToString(e.input.Id)
 		r := &res[e.index]
 		if s, ok := succeeded[id]; ok {
-			if failed[e.group] {
+			if failed[e.group] != nil {
 				p.log.Warn("sqs: SQS stored a message after refusing an earlier one of its group in the same call; their order is broken",
 					"queue", p.queueName, "group", e.group)
 			}
@@ -375,11 +412,11 @@ func (p *Publisher) record(batch []*entry, out *awssqs.SendMessageBatchOutput, r
 		} else {
 			r.Err = fmt.Errorf("sqs: send to %s: no result for the message in the SendMessageBatch response", p.queueName)
 		}
-		if e.group != "" && !errors.Is(r.Err, adapters.ErrPermanent) {
+		if e.group != "" && failed[e.group] == nil {
 			if failed == nil {
-				failed = map[string]bool{}
+				failed = map[string]error{}
 			}
-			failed[e.group] = true
+			failed[e.group] = r.Err
 		}
 	}
 	return failed
@@ -424,17 +461,22 @@ func cutBatch(pending []*entry, maxEntries, maxBytes int) int {
 }
 
 // holdBack fails the pending entries whose ordering key failed, and returns
-// the others.
-func holdBack(pending []*entry, failed map[string]bool, res []adapters.Result) []*entry {
+// the others, and singles (how many of the first entries go one per call)
+// less those of them it removed.
+func holdBack(pending []*entry, singles int, failed map[string]error, res []adapters.Result) ([]*entry, int) {
 	kept := pending[:0]
-	for _, e := range pending {
-		if e.group != "" && failed[e.group] {
-			res[e.index].Err = fmt.Errorf("%w (group %q)", ErrEarlierFailed, e.group)
+	left := singles
+	for n, e := range pending {
+		if cause := failed[e.group]; e.group != "" && cause != nil {
+			res[e.index].Err = heldBack(e.group, cause)
+			if n < singles {
+				left--
+			}
 			continue
 		}
 		kept = append(kept, e)
 	}
-	return kept
+	return kept, left
 }
 
 func failRest(entries []*entry, res []adapters.Result, err error) {

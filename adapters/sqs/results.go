@@ -2,12 +2,18 @@ package sqs
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/heraldhq/herald/adapters"
 )
@@ -25,6 +31,105 @@ var contentCodes = map[string]bool{
 	"BatchRequestTooLong":    true,
 }
 
+// destinationCodes are the SQS error codes that say no message can go to the
+// queue right now, whatever it holds: throttling, credentials or permissions
+// refused, the queue or its KMS key missing, disabled or throttled. The relay
+// pauses the destination for them (adapters.ErrUnavailable) instead of
+// spending each event's attempts. The SDK's own list of throttling codes
+// (retry.DefaultThrottleErrorCodes) counts too.
+var destinationCodes = map[string]bool{
+	"RequestThrottled": true,
+	"OverLimit":        true,
+
+	"AccessDenied":                true,
+	"AccessDeniedException":       true,
+	"InvalidClientTokenId":        true,
+	"UnrecognizedClientException": true,
+	"SignatureDoesNotMatch":       true,
+	"IncompleteSignature":         true,
+	"MissingAuthenticationToken":  true,
+	"InvalidAccessKeyId":          true,
+	"ExpiredToken":                true,
+	"ExpiredTokenException":       true,
+	"RequestExpired":              true,
+	"InvalidSecurity":             true,
+	"AuthFailure":                 true,
+	"OptInRequired":               true,
+
+	"QueueDoesNotExist":         true,
+	"NonExistentQueue":          true, // the query protocol's name for QueueDoesNotExist
+	"QueueDeletedRecently":      true,
+	"ResourceNotFoundException": true,
+
+	"KmsAccessDenied":    true,
+	"KmsDisabled":        true,
+	"KmsInvalidKeyUsage": true,
+	"KmsInvalidState":    true,
+	"KmsNotFound":        true,
+	"KmsOptInRequired":   true,
+	"KmsThrottled":       true,
+}
+
+// isDestinationCode reports whether an SQS error code is one of
+// destinationCodes or a throttling code the SDK knows.
+func isDestinationCode(code string) bool {
+	code = normalizeCode(code)
+	_, throttle := retry.DefaultThrottleErrorCodes[code]
+	return throttle || destinationCodes[code]
+}
+
+// destinationWide reports whether a failed SendMessageBatch call is a fault
+// of the queue or the way to it as a whole (adapters.ErrUnavailable): one of
+// destinationCodes, a server error (5xx, after the SDK's retries), no
+// connection at all (refused, DNS, TLS), or credentials that could not be
+// had. A call refused for its messages' content is not.
+func destinationWide(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		if contentCodes[normalizeCode(apiErr.ErrorCode())] {
+			return false
+		}
+		if isDestinationCode(apiErr.ErrorCode()) || apiErr.ErrorFault() == smithy.FaultServer {
+			return true
+		}
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) && status.HTTPStatusCode() >= http.StatusInternalServerError {
+		return true
+	}
+	var sendErr *smithyhttp.RequestSendError
+	var signErr *v4.SigningError
+	var netErr net.Error
+	return errors.As(err, &sendErr) || errors.As(err, &signErr) || errors.As(err, &netErr)
+}
+
+// markUnavailable wraps err with adapters.Unavailable when it is a fault of
+// the destination as a whole, and returns it unchanged otherwise.
+func markUnavailable(err error) error {
+	if destinationWide(err) {
+		return adapters.Unavailable(err)
+	}
+	return err
+}
+
+// heldBack is the error of a message held back because an earlier message
+// of its group (or partition key) failed with cause. It wraps cause, so that
+// errors.Is finds in it what the relay acts on (adapters.ErrUnavailable, a
+// context error, ErrClosed), but never cause's permanence: the held-back
+// message was not refused itself, and must not be dead-lettered for its
+// predecessor's fault. Of a permanent cause it keeps the text only (and the
+// unavailability, should a cause ever carry both).
+func heldBack(group string, cause error) error {
+	if !errors.Is(cause, adapters.ErrPermanent) {
+		return fmt.Errorf("%w (group %q): %w", ErrEarlierFailed, group, cause)
+	}
+	err := fmt.Errorf("%w (group %q): %v", ErrEarlierFailed, group, cause) //nolint:errorlint // deliberately not wrapping the permanence
+	if errors.Is(cause, adapters.ErrUnavailable) {
+		return adapters.Unavailable(err)
+	}
+	return err
+}
+
 // normalizeCode strips the prefixes SQS puts on its error codes in some
 // protocols ("AWS.SimpleQueueService.NonExistentQueue",
 // "com.amazonaws.sqs#QueueDoesNotExist").
@@ -37,13 +142,21 @@ func normalizeCode(code string) string {
 }
 
 // entryError turns SQS's refusal of one batch entry into the message's
-// error: permanent when the sender's content is at fault.
+// error: permanent when the sender's content is at fault, unavailable when
+// the code says the queue takes nothing now (throttling, KMS, permissions).
+// Other refusals of one entry (an internal error) stay plain transient: the
+// queue answered the call, and the relay judges a batch of which nothing got
+// through by its own rule.
 func entryError(f sqstypes.BatchResultErrorEntry) error {
 	err := &EntryError{Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), SenderFault: f.SenderFault}
-	if f.SenderFault && contentCodes[normalizeCode(err.Code)] {
+	switch {
+	case f.SenderFault && contentCodes[normalizeCode(err.Code)]:
 		return adapters.Permanent(err)
+	case isDestinationCode(err.Code):
+		return adapters.Unavailable(err)
+	default:
+		return err
 	}
-	return err
 }
 
 // isContentError reports whether a whole SendMessageBatch call was refused

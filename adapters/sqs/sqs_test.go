@@ -485,14 +485,61 @@ func TestSendTimeout(t *testing.T) {
 		{ID: "a", Type: "t", Payload: []byte(`{}`)},
 		{ID: "b", Type: "t", Payload: []byte(`{}`)},
 	})
-	if took := time.Since(start); took > 5*time.Second {
+	took := time.Since(start)
+	if took > 5*time.Second {
 		t.Errorf("Publish took %s with a 300ms send timeout", took)
 	}
 	for i, r := range res {
 		if !errors.Is(r.Err, sqs.ErrSendTimeout) || errors.Is(r.Err, context.DeadlineExceeded) ||
-			errors.Is(r.Err, adapters.ErrPermanent) {
-			t.Errorf("message %d: err = %v, want a transient ErrSendTimeout", i, r.Err)
+			errors.Is(r.Err, adapters.ErrPermanent) || !errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: err = %v, want ErrSendTimeout marked unavailable, neither permanent nor the caller's deadline", i, r.Err)
 		}
+	}
+	if bound := p.MaxPublishTime(2); took > bound {
+		t.Errorf("Publish took %s, MaxPublishTime(2) = %s", took, bound)
+	}
+}
+
+// TestMissingQueueIsUnavailable: a queue deleted under a running publisher
+// is a fault of the destination for every message, the held-back one
+// included; none is permanent.
+func TestMissingQueueIsUnavailable(t *testing.T) {
+	emu := emulator(t)
+	for _, fifo := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fifo=%v", fifo), func(t *testing.T) {
+			admin := emu.client(t)
+			q := emu.createQueueWith(t, admin, fifo, nil)
+			p := emu.publisher(t, q)
+			if _, err := admin.DeleteQueue(t.Context(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(q)}); err != nil {
+				t.Fatal(err)
+			}
+			res := p.Publish(t.Context(), []adapters.Message{
+				{ID: "gone-1-" + randomHex(t), Type: "t", PartitionKey: "k", Payload: []byte(`{}`)},
+				{ID: "gone-2-" + randomHex(t), Type: "t", PartitionKey: "k", Payload: []byte(`{}`)},
+			})
+			for i, r := range res {
+				if !errors.Is(r.Err, adapters.ErrUnavailable) || errors.Is(r.Err, adapters.ErrPermanent) {
+					t.Errorf("message %d: err = %v, want one wrapping adapters.ErrUnavailable, not permanent", i, r.Err)
+				}
+			}
+		})
+	}
+}
+
+func TestMaxPublishTime(t *testing.T) {
+	p, err := sqs.New(t.Context(), "http://127.0.0.1:1/000000000000/q", sqs.WithAWSConfig(staticConfig()),
+		sqs.WithVerifyQueue(false), sqs.WithSendTimeout(3*time.Second), sqs.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	// Two calls of the send timeout per message: once in a batch, once
+	// alone when SQS refuses the batch for a content it does not pin down.
+	if d := p.MaxPublishTime(11) - p.MaxPublishTime(10); d != 2*3*time.Second {
+		t.Errorf("one more message adds %s to the bound, want two send timeouts (6s)", d)
+	}
+	if one := p.MaxPublishTime(1); one < 2*3*time.Second {
+		t.Errorf("MaxPublishTime(1) = %s, want at least two send timeouts", one)
 	}
 }
 

@@ -38,14 +38,27 @@
 //   - 408, 425, 429, 5xx: transient, ErrUnavailable. A Retry-After header
 //     (seconds or HTTP date) is reported in EndpointError.RetryAfter, by
 //     RetryAfter(err) and in the Result's RetryAfter; the relay never
-//     retries sooner.
+//     retries sooner. 429, 502, 503 and 504 say the endpoint as a whole is
+//     throttling or down, and also wrap adapters.ErrUnavailable: the relay
+//     pauses the destination and spends no attempt of any event on them.
+//     408, 425, 500, 501 and other 5xx may be about this very event and are
+//     not so marked; the relay judges them by its own rule (a batch of
+//     which nothing got through counts as the destination's fault).
 //   - 3xx: permanent; redirects are never followed.
 //   - other 4xx (400, 401, 403, 404, 413, …): permanent, ErrRejected: the
 //     receiver refused these exact bytes, and resending them cannot change
 //     that. The relay dead-letters the event; replay it once the receiver
 //     is fixed.
-//   - no response: transient (refused connection, reset, ErrTimeout after
-//     WithTimeout).
+//   - no connection (refused, no route, DNS, a TLS handshake that fails: an
+//     untrusted or expired certificate, a server that speaks no TLS):
+//     transient and adapters.ErrUnavailable.
+//   - a connection but no response (ErrTimeout after WithTimeout, a reset
+//     after the request went out): transient, not marked.
+//
+// Whatever the package's own class, webhook.ErrUnavailable means "worth
+// retrying" for one endpoint; adapters.ErrUnavailable, a subset, means "the
+// destination is down". Messages left unsent because the caller's context
+// ended wrap its error and neither.
 //
 // Only the first 64 KiB of a response body are read, and its first bytes are
 // quoted in the error.
@@ -56,8 +69,18 @@
 // WithConcurrency requests in flight, so a slow endpoint never holds back
 // deliveries to the others; each request is bounded by WithTimeout, and
 // Publish returns when every endpoint is done. Events sharing a partition
-// key go to an endpoint one at a time, in order; if one fails, the later
-// ones of that key are not sent to that endpoint (ErrEarlierFailed).
+// key go to an endpoint one at a time, in order. If one fails, for whatever
+// reason, the later ones of that key are not sent (ErrEarlierFailed): to that
+// endpoint when the endpoint failed it, to any endpoint when it failed before
+// a request (too large, an invalid id, no subscriber). A held-back event's
+// error wraps its predecessor's, so it is adapters.ErrUnavailable when that
+// was and carries its Retry-After, but it is never permanent: it was not
+// refused itself. (After a 410 the endpoint's remaining events fail
+// permanently with ErrGone, as a disabled endpoint's do.)
+//
+// MaxPublishTime (adapters.Bounded) is WithTimeout once per message, plus a
+// little slack: endpoints are served at the same time, but one key's events
+// go one after another, and all n may share a key.
 //
 // # SSRF guard
 //

@@ -31,17 +31,25 @@ var (
 	// redirects are not followed).
 	ErrRejected = errors.New("webhook: endpoint rejected the event")
 	// ErrUnavailable is wrapped when an endpoint answered a status worth
-	// retrying (408, 425, 429, 5xx).
+	// retrying (408, 425, 429, 5xx): the event may pass later. It is this
+	// package's transient class, and says nothing about the destination as a
+	// whole; of these answers, only 429, 502, 503 and 504 (and a failure to
+	// connect at all) also wrap adapters.ErrUnavailable, which makes the
+	// relay pause the destination. A 500 may be this event's fault in the
+	// receiver's code.
 	ErrUnavailable = errors.New("webhook: endpoint unavailable")
 	// ErrBlockedAddress is wrapped (with adapters.ErrPermanent) when an
 	// endpoint's host resolved to an address the SSRF guard refuses.
 	ErrBlockedAddress = errors.New("webhook: address not allowed")
-	// ErrEarlierFailed is reported for a message left unsent to an endpoint
-	// because an earlier message with the same partition key failed there in
-	// the same batch: sending it would let it overtake its predecessor.
+	// ErrEarlierFailed is reported for a message left unsent because an
+	// earlier message with the same partition key failed in the same batch,
+	// at that endpoint or before any was tried (too large, say): sending it
+	// would let it overtake its predecessor. It wraps the earlier failure
+	// unless that was permanent (see heldBack).
 	ErrEarlierFailed = errors.New("webhook: not sent, an earlier message with the same partition key failed")
 	// ErrTimeout is wrapped when an endpoint did not answer within the
-	// request timeout (WithTimeout). It is transient.
+	// request timeout (WithTimeout). It is transient, and not marked
+	// adapters.ErrUnavailable: a receiver may be slow on this one event.
 	ErrTimeout = errors.New("webhook: request timed out")
 	// ErrInvalidID is wrapped (with adapters.ErrPermanent) when an event id
 	// cannot be sent unchanged in the webhook-id header.
@@ -130,6 +138,24 @@ func RetryAfter(err error) (time.Duration, bool) {
 	}
 	walk(err)
 	return longest, found
+}
+
+// heldBack is the error of a message held back because an earlier message
+// with its key failed with cause. It wraps cause, so that errors.Is finds in
+// it what the relay acts on (adapters.ErrUnavailable, a context error), but
+// never cause's permanence: the held-back message was not refused itself,
+// and must not be dead-lettered for its predecessor's fault. Of a permanent
+// cause it keeps the text only (and the unavailability, should a cause ever
+// carry both).
+func heldBack(key string, cause error) error {
+	if !errors.Is(cause, adapters.ErrPermanent) {
+		return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
+	}
+	err := fmt.Errorf("%w (partition key %q): %v", ErrEarlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
+	if errors.Is(cause, adapters.ErrUnavailable) {
+		return adapters.Unavailable(err)
+	}
+	return err
 }
 
 // combine turns one message's per-endpoint failures into its Result error.

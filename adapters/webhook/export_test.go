@@ -6,3 +6,6 @@ import "time"
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error { c.now = now; return nil }
 }
+
+// ConnectFailed is connectFailed, for the classification tests.
+var ConnectFailed = connectFailed

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -45,7 +46,10 @@ type Publisher struct {
 	inflight sync.WaitGroup
 }
 
-var _ adapters.Publisher = (*Publisher)(nil)
+var (
+	_ adapters.Publisher = (*Publisher)(nil)
+	_ adapters.Bounded   = (*Publisher)(nil)
+)
 
 // New returns a Publisher for endpoints. Every endpoint is validated (name,
 // URL and the SSRF rules, secrets, type globs, headers), with an error naming
@@ -123,7 +127,10 @@ func (p *Publisher) SetEndpoints(endpoints []Endpoint) error {
 // WithConcurrency requests in flight, so a slow endpoint does not hold back
 // the others' deliveries (though Publish returns only when all are done or
 // timed out). Messages sharing a partition key go to each endpoint one after
-// another, in order.
+// another, in order. Once one of them has failed, for whatever reason, the
+// later ones of its key are not sent (ErrEarlierFailed): to any endpoint
+// when it failed before any request (too large, an invalid id, no
+// subscriber), or to that endpoint when the endpoint failed it.
 func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
 	res := make([]adapters.Result, len(msgs))
 	if len(msgs) == 0 {
@@ -149,17 +156,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	}
 	p.mu.Unlock()
 
-	sendable := make([]bool, len(msgs))
-	for i, m := range msgs {
-		switch {
-		case len(m.Payload) > p.cfg.maxBodySize:
-			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Payload), p.cfg.maxBodySize))
-		case !validID(m.ID):
-			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %q", ErrInvalidID, m.ID))
-		default:
-			sendable[i] = true
-		}
-	}
+	sendable := p.screen(msgs, eps, disabled, res)
 
 	// failures[e][i] is endpoint e's error for message i; each endpoint's
 	// goroutine writes only its own row.
@@ -201,9 +198,6 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 			res[i].Err = err
 			res[i].RetryAfter, _ = RetryAfter(err)
 		}
-		if sendable[i] && !subscribed(eps, m.Type) && !subscribed(disabled, m.Type) {
-			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %s", ErrNotSubscribed, m.Type))
-		}
 	}
 	now := p.cfg.now()
 	for e, ep := range eps {
@@ -219,6 +213,50 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	}
 	return res
 }
+
+// screen fails, permanently, the messages that can go to no endpoint (too
+// large, an id the header cannot carry, a type no endpoint subscribes to),
+// holds back the later messages of their keys, and reports which messages
+// may go.
+func (p *Publisher) screen(msgs []adapters.Message, eps, disabled []*endpoint, res []adapters.Result) []bool {
+	sendable := make([]bool, len(msgs))
+	failed := map[string]error{} // partition key -> the failure holding it back
+	for i, m := range msgs {
+		if cause := failed[m.PartitionKey]; m.PartitionKey != "" && cause != nil {
+			res[i].Err = heldBack(m.PartitionKey, cause)
+			continue
+		}
+		switch {
+		case len(m.Payload) > p.cfg.maxBodySize:
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Payload), p.cfg.maxBodySize))
+		case !validID(m.ID):
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %q", ErrInvalidID, m.ID))
+		case !subscribed(eps, m.Type) && !subscribed(disabled, m.Type):
+			res[i].Err = adapters.Permanent(fmt.Errorf("%w: %s", ErrNotSubscribed, m.Type))
+		default:
+			sendable[i] = true
+			continue
+		}
+		if m.PartitionKey != "" {
+			failed[m.PartitionKey] = res[i].Err
+		}
+	}
+	return sendable
+}
+
+// MaxPublishTime implements adapters.Bounded. Each request is cut off after
+// WithTimeout, and endpoints are served at the same time, so their number
+// does not count. Within an endpoint a partition key's messages go one after
+// another, and nothing in n says they do not all share one key: n requests
+// in a row is the worst case. (Spread over distinct keys, they would take
+// only ceil(n / WithConcurrency) timeouts.) Plus a little slack for the
+// observer and disable callbacks and scheduling.
+func (p *Publisher) MaxPublishTime(n int) time.Duration {
+	return time.Duration(max(n, 1))*p.cfg.timeout + boundSlack
+}
+
+// boundSlack is added to MaxPublishTime for the work around the requests.
+const boundSlack = 2 * time.Second
 
 // failing updates an endpoint's run of failures with the outcomes of the
 // events sent to it (idx) and returns when the run began, or false when it
@@ -292,8 +330,13 @@ func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapter
 	return gone.Load()
 }
 
+// deliverLane sends one lane's messages to one endpoint in order. After a
+// failure the rest of the lane is held back: those of a partition key must
+// not overtake it (a keyless message is a lane of its own). After a 410 from
+// any lane the endpoint is gone, and its remaining messages fail as those of
+// a disabled endpoint do, permanently.
 func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapters.Message, lane []int, out []*EndpointError, gone *atomic.Bool) {
-	earlierFailed := false
+	var earlier *EndpointError // the lane's failure, if any
 	for _, i := range lane {
 		switch {
 		case ctx.Err() != nil:
@@ -301,12 +344,17 @@ func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapte
 		case gone.Load():
 			out[i] = &EndpointError{Endpoint: ep.Name, StatusCode: http.StatusGone,
 				Err: adapters.Permanent(fmt.Errorf("%w: not sent, the endpoint answered 410 to an earlier event", ErrGone))}
-		case earlierFailed:
-			out[i] = &EndpointError{Endpoint: ep.Name, Err: ErrEarlierFailed}
+		case earlier != nil:
+			held := &EndpointError{Endpoint: ep.Name, Err: heldBack(msgs[i].PartitionKey, earlier.Err)}
+			if !earlier.permanent() {
+				// It can go no sooner than its predecessor.
+				held.RetryAfter = earlier.RetryAfter
+			}
+			out[i] = held
 		default:
 			if err := p.deliver(ctx, ep, msgs[i]); err != nil {
 				out[i] = err
-				earlierFailed = true
+				earlier = err
 				if errors.Is(err, ErrGone) {
 					gone.Store(true)
 				}
@@ -372,17 +420,59 @@ func (p *Publisher) observe(ep *endpoint, msg adapters.Message, at time.Time, to
 	p.cfg.onAttempt(a)
 }
 
-// requestError describes a request that got no response.
+// requestError describes a request that got no response. A failure to
+// connect at all (refused, no route, DNS, the TLS handshake) is the
+// endpoint's as a whole, adapters.ErrUnavailable; the SSRF guard's refusal
+// stays permanent, the caller's context its own, and the request timing out
+// or the connection breaking after the request went out stays plain
+// transient: the receiver may have choked on this very event.
 func (p *Publisher) requestError(ctx context.Context, ep *endpoint, err error) *EndpointError {
 	// url.Error repeats the URL, whose query may hold a token.
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err
 	}
-	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%w: no response within %s", ErrTimeout, p.cfg.timeout)
+	switch {
+	case ctx.Err() != nil, errors.Is(err, adapters.ErrPermanent):
+		err = fmt.Errorf("post: %w", err)
+	case connectFailed(err):
+		err = adapters.Unavailable(fmt.Errorf("post: %w", err))
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("post: %w: no response within %s", ErrTimeout, p.cfg.timeout)
+	default:
+		err = fmt.Errorf("post: %w", err)
 	}
-	return &EndpointError{Endpoint: ep.Name, Err: fmt.Errorf("post: %w", err)}
+	return &EndpointError{Endpoint: ep.Name, Err: err}
+}
+
+// connectFailed reports whether a request failed before a connection to the
+// endpoint was up: dialling (refused, unreachable, DNS, the dialer's
+// timeout) or the TLS handshake (a certificate that does not verify, a
+// server that speaks plain HTTP or no TLS at all, an alert, the handshake
+// timeout).
+func connectFailed(err error) bool {
+	if errors.Is(err, http.ErrSchemeMismatch) {
+		return true
+	}
+	var (
+		opErr     *net.OpError
+		dnsErr    *net.DNSError
+		verifyErr *tls.CertificateVerificationError
+		recordErr tls.RecordHeaderError
+		alertErr  tls.AlertError
+		netErr    net.Error
+	)
+	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial",
+		errors.As(err, &dnsErr),
+		errors.As(err, &verifyErr),
+		errors.As(err, &recordErr),
+		errors.As(err, &alertErr):
+		return true
+	}
+	// The transport sets no timeout but the TLS handshake's; the request's
+	// own deadline is a context error.
+	return errors.As(err, &netErr) && netErr.Timeout() && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // classify turns a response into nil (2xx) or the endpoint's error.
@@ -392,8 +482,10 @@ func (p *Publisher) requestError(ctx context.Context, ep *endpoint, err error) *
 // rejected this request as such (400 malformed, 401/403 signature or
 // authorisation, 404 wrong URL, 413 too large) and sending the same bytes
 // again cannot change that. Such events are dead-lettered, and can be
-// replayed once the receiver is fixed. Transient: 408, 425, 429 and every
-// 5xx, honouring Retry-After.
+// replayed once the receiver is fixed. Transient (ErrUnavailable): 408, 425,
+// 429 and every 5xx, honouring Retry-After. Of those, 429, 502, 503 and 504
+// say the endpoint as a whole is throttling or down, and also wrap
+// adapters.ErrUnavailable; a 500 or 501 may be about this event.
 func classify(name string, resp *http.Response, head []byte, now time.Time) *EndpointError {
 	code := resp.StatusCode
 	if code >= 200 && code <= 299 {
@@ -413,6 +505,9 @@ func classify(name string, resp *http.Response, head []byte, now time.Time) *End
 		if e.RetryAfter > 0 {
 			e.Err = fmt.Errorf("%w: %s, retry after %s", ErrUnavailable, detail, e.RetryAfter)
 		}
+		if endpointDown(code) {
+			e.Err = adapters.Unavailable(e.Err)
+		}
 	case code >= 300 && code <= 399:
 		e.Err = adapters.Permanent(fmt.Errorf("%w: %s (redirect to %q not followed; update the endpoint URL)",
 			ErrRejected, detail, resp.Header.Get("Location")))
@@ -422,6 +517,17 @@ func classify(name string, resp *http.Response, head []byte, now time.Time) *End
 		e.Err = fmt.Errorf("%w: %s", ErrUnavailable, detail)
 	}
 	return e
+}
+
+// endpointDown reports whether a status says the endpoint as a whole is
+// throttling or down, whatever the event: 429, and the gateway and
+// availability answers 502, 503 and 504.
+func endpointDown(code int) bool {
+	switch code {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // parseRetryAfter reads Retry-After as seconds or an HTTP date; 0 when it is

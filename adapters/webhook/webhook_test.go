@@ -175,8 +175,8 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 		if !errors.As(r.Err, &ee) || ee.Endpoint != "slow" {
 			t.Fatalf("message %d: err = %v, want the slow endpoint's", i, r.Err)
 		}
-		if errors.Is(r.Err, adapters.ErrPermanent) {
-			t.Errorf("message %d: a timeout must be transient: %v", i, r.Err)
+		if errors.Is(r.Err, adapters.ErrPermanent) || errors.Is(r.Err, adapters.ErrUnavailable) {
+			t.Errorf("message %d: a timeout must be transient, and is left to the relay's own rule: %v", i, r.Err)
 		}
 	}
 	if !errors.Is(res[0].Err, webhook.ErrTimeout) || !errors.Is(res[1].Err, webhook.ErrEarlierFailed) {
@@ -225,16 +225,24 @@ func TestStatusClassification(t *testing.T) {
 		permanent  bool
 		sentinel   error
 		wantAfter  time.Duration
+		// down: the answer says the endpoint as a whole is throttling or
+		// down (adapters.ErrUnavailable), whatever the event.
+		down bool
 	}{
-		{http.StatusTooManyRequests, "120", false, webhook.ErrUnavailable, 2 * time.Minute},
-		{http.StatusServiceUnavailable, time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), false, webhook.ErrUnavailable, time.Hour},
-		{http.StatusBadGateway, "", false, webhook.ErrUnavailable, 0},
-		{http.StatusRequestTimeout, "", false, webhook.ErrUnavailable, 0},
-		{http.StatusBadRequest, "", true, webhook.ErrRejected, 0},
-		{http.StatusUnauthorized, "", true, webhook.ErrRejected, 0},
-		{http.StatusNotFound, "", true, webhook.ErrRejected, 0},
-		{http.StatusRequestEntityTooLarge, "", true, webhook.ErrRejected, 0},
-		{http.StatusFound, "", true, webhook.ErrRejected, 0},
+		{http.StatusTooManyRequests, "120", false, webhook.ErrUnavailable, 2 * time.Minute, true},
+		{http.StatusServiceUnavailable, time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), false, webhook.ErrUnavailable, time.Hour, true},
+		{http.StatusBadGateway, "", false, webhook.ErrUnavailable, 0, true},
+		{http.StatusGatewayTimeout, "", false, webhook.ErrUnavailable, 0, true},
+		// Retryable, but possibly this event's doing.
+		{http.StatusInternalServerError, "", false, webhook.ErrUnavailable, 0, false},
+		{http.StatusNotImplemented, "", false, webhook.ErrUnavailable, 0, false},
+		{http.StatusRequestTimeout, "", false, webhook.ErrUnavailable, 0, false},
+		{http.StatusTooEarly, "", false, webhook.ErrUnavailable, 0, false},
+		{http.StatusBadRequest, "", true, webhook.ErrRejected, 0, false},
+		{http.StatusUnauthorized, "", true, webhook.ErrRejected, 0, false},
+		{http.StatusNotFound, "", true, webhook.ErrRejected, 0, false},
+		{http.StatusRequestEntityTooLarge, "", true, webhook.ErrRejected, 0, false},
+		{http.StatusFound, "", true, webhook.ErrRejected, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.status), func(t *testing.T) {
@@ -249,8 +257,9 @@ func TestStatusClassification(t *testing.T) {
 			})
 			p := mustNew(t, []webhook.Endpoint{endpointFor("ep", rc)}, loopback())
 			err := p.Publish(context.Background(), []adapters.Message{msg("e", "t", "")})[0].Err
-			if !errors.Is(err, tt.sentinel) || errors.Is(err, adapters.ErrPermanent) != tt.permanent {
-				t.Fatalf("err = %v, want %v with permanent=%v", err, tt.sentinel, tt.permanent)
+			if !errors.Is(err, tt.sentinel) || errors.Is(err, adapters.ErrPermanent) != tt.permanent ||
+				errors.Is(err, adapters.ErrUnavailable) != tt.down {
+				t.Fatalf("err = %v, want %v with permanent=%v, destination unavailable=%v", err, tt.sentinel, tt.permanent, tt.down)
 			}
 			var ee *webhook.EndpointError
 			if !errors.As(err, &ee) || ee.StatusCode != tt.status {
