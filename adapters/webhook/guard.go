@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/heraldhq/herald/adapters"
+	"github.com/heraldhq/herald/internal/redact"
 )
 
 // metadataAddrs are cloud instance-metadata services: reaching them from a
@@ -41,6 +43,9 @@ func extraBlocked() [5]netip.Prefix {
 type guard struct {
 	allow     []netip.Prefix
 	httpHosts []string // lower-case host names allowed with http
+	// lookup resolves a host name for ValidateURL; nil is the resolver the
+	// dialer uses, net.DefaultResolver. Tests replace it.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // blockedReason returns why addr may not be dialled, or "" if it may.
@@ -89,10 +94,81 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 		return adapters.Permanent(fmt.Errorf("%w: cannot parse dial address %q (%s)", ErrBlockedAddress, address, network))
 	}
 	if reason := g.blockedReason(ap.Addr()); reason != "" {
-		return adapters.Permanent(fmt.Errorf("%w: %s is %s; allowlist it with WithAllowCIDRs if the endpoint is meant to be internal",
-			ErrBlockedAddress, ap.Addr(), reason))
+		return adapters.Permanent(refusal(ap.Addr().String(), reason))
 	}
 	return nil
+}
+
+// refusal is the error for an address the guard refuses; what names the
+// address as the operator should read it.
+func refusal(what, reason string) error {
+	return fmt.Errorf("%w: %s is %s; allowlist it with WithAllowCIDRs if the endpoint is meant to be internal",
+		ErrBlockedAddress, what, reason)
+}
+
+// ValidateURL checks an endpoint URL against the rules a Publisher built
+// with opts delivers by, so that a URL delivery would refuse is refused
+// when it is registered instead of at every attempt: the static rules of
+// New (https, or http to an allowlisted host; no credentials, no fragment)
+// and the guard's address rules, with the same WithAllowCIDRs and
+// WithAllowHTTPHosts.
+//
+// An IP-literal host is checked as it is. A host name is resolved, with the
+// resolver deliveries use, and refused if any of its addresses is refused:
+// which address a delivery dials first is up to the resolver, so a name
+// that is partly internal is refused whole; allowlist the internal part if
+// it is meant. A name that cannot be resolved now is not refused: delivery
+// would fail and retry rather than refuse it, and every connection is
+// checked again when dialled, which also catches a name pointed inside
+// after it was registered (DNS rebinding).
+//
+// A refused address wraps ErrBlockedAddress; errors quote the URL without
+// its query (RedactURL). When ctx ends during resolution the error wraps
+// ctx.Err(): the URL was not checked.
+func ValidateURL(ctx context.Context, rawURL string, opts ...Option) error {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	return cfg.guard.validateURL(ctx, rawURL)
+}
+
+func (g *guard) validateURL(ctx context.Context, raw string) error {
+	u, err := g.checkURL(raw)
+	if err != nil {
+		return err
+	}
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if reason := g.blockedReason(addr); reason != "" {
+			return fmt.Errorf("URL %q: %w", redactedURL(u), refusal(addr.String(), reason))
+		}
+		return nil
+	}
+	addrs, err := g.resolve(ctx, host)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("URL %q: resolve %s: %w", redactedURL(u), host, ctx.Err())
+		}
+		return nil // not refused: see ValidateURL
+	}
+	for _, a := range addrs {
+		if reason := g.blockedReason(a); reason != "" {
+			return fmt.Errorf("URL %q: %w", redactedURL(u), refusal(fmt.Sprintf("%s, an address of %s,", a.Unmap(), host), reason))
+		}
+	}
+	return nil
+}
+
+// resolve returns host's addresses, giving up after as long as a dial may
+// take.
+func (g *guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, defaultDialTimeout)
+	defer cancel()
+	if g.lookup != nil {
+		return g.lookup(ctx, host)
+	}
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 }
 
 // checkURL validates an endpoint URL: https, or http to an allowlisted host
@@ -103,13 +179,13 @@ func (g *guard) checkURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("invalid URL: %w", err)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("URL %q has no host", redact(u))
+		return nil, fmt.Errorf("URL %q has no host", redactedURL(u))
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("URL %q carries credentials; use Endpoint.Headers", redact(u))
+		return nil, fmt.Errorf("URL %q carries credentials; use Endpoint.Headers", redactedURL(u))
 	}
 	if u.Fragment != "" {
-		return nil, fmt.Errorf("URL %q has a fragment", redact(u))
+		return nil, fmt.Errorf("URL %q has a fragment", redactedURL(u))
 	}
 	switch u.Scheme {
 	case "https":
@@ -118,9 +194,9 @@ func (g *guard) checkURL(raw string) (*url.URL, error) {
 		if g.httpAllowed(u.Hostname()) {
 			return u, nil
 		}
-		return nil, fmt.Errorf("URL %q: http is only allowed for hosts given to WithAllowHTTPHosts or IP addresses inside WithAllowCIDRs; use https", redact(u))
+		return nil, fmt.Errorf("URL %q: http is only allowed for hosts given to WithAllowHTTPHosts or IP addresses inside WithAllowCIDRs; use https", redactedURL(u))
 	default:
-		return nil, fmt.Errorf("URL %q: scheme must be https (or http when allowlisted)", redact(u))
+		return nil, fmt.Errorf("URL %q: scheme must be https (or http when allowlisted)", redactedURL(u))
 	}
 }
 
@@ -140,24 +216,13 @@ func (g *guard) httpAllowed(host string) bool {
 	return false
 }
 
-// RedactURL shows an endpoint URL for logs, status and events: scheme,
-// host and path only, since user info and the query may hold a token.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	return redact(u)
-}
+// RedactURL shows an endpoint URL for logs, status and events, with what
+// may hold a token (user info, query values, fragment) masked: Herald's one
+// redactor, internal/redact.
+func RedactURL(raw string) string { return redact.URL(raw) }
 
-// redact keeps scheme, host and path: a query string may hold a token.
-func redact(u *url.URL) string {
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	if u.RawQuery != "" {
-		r.RawQuery = "…"
-	}
-	return r.String()
-}
+// redactedURL is RedactURL of a parsed URL.
+func redactedURL(u *url.URL) string { return redact.URL(u.String()) }
 
 // dialer returns a dialer whose every connection passes the guard.
 func (g *guard) dialer() *net.Dialer {

@@ -175,9 +175,12 @@ func webhooksAddCmd(e env, f *webhooksFlags) *cobra.Command {
 		Use:   "add NAME --url URL [--type GLOB]... [--header 'Name: value']... [--secret whsec_...] [--disabled]",
 		Short: "Register an endpoint and print its signing secret, this once",
 		Long: "Register an endpoint. NAME is 1 to 64 of a-z 0-9 _ . - and cannot change. The URL must be https,\n" +
-			"or http to a host in subscriptions.allow_http_hosts or subscriptions.allow_cidrs. Without --type the\n" +
-			"endpoint gets every event. Without --secret one is generated. The secret is printed once: give it\n" +
-			"to the receiver, which verifies each request's signature with it.",
+			"or http to a host in subscriptions.allow_http_hosts or subscriptions.allow_cidrs. A URL the SSRF\n" +
+			"guard would refuse to deliver to is refused now: an address (or any address its host name resolves\n" +
+			"to) that is loopback, link-local, private, a cloud metadata service, NAT64…, unless inside\n" +
+			"subscriptions.allow_cidrs. Without --type the endpoint gets every event. Without --secret one is\n" +
+			"generated. The secret is printed once: give it to the receiver, which verifies each request's\n" +
+			"signature with it.",
 		Args: endpointName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			hdr, err := parseHeaders(headers)
@@ -360,9 +363,9 @@ func webhooksUpdateCmd(e env, f *webhooksFlags) *cobra.Command {
 		Use:   "update NAME [--url URL] [--type GLOB]... [--header 'Name: value']... [--clear-types] [--clear-headers] [--enabled=true|false] [--replay=false]",
 		Short: "Change an endpoint's URL, types or headers, or disable or re-enable it",
 		Long: "Change an endpoint. --type replaces all its types and --header all its headers; --clear-types makes\n" +
-			"it get every event again, --clear-headers drops its headers. --enabled=false stops deliveries (its\n" +
-			"events keep collecting in the outbox); --enabled=true first replays its dead letters, so what it\n" +
-			"missed goes out in order, unless --replay=false.",
+			"it get every event again, --clear-headers drops its headers. --url is checked as `add` checks it.\n" +
+			"--enabled=false stops deliveries (its events keep collecting in the outbox); --enabled=true first\n" +
+			"replays its dead letters, so what it missed goes out in order, unless --replay=false.",
 		Args: endpointName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, set := args[0], cmd.Flags().Changed
@@ -443,7 +446,7 @@ func webhooksUpdateCmd(e env, f *webhooksFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "", "the new URL")
+	cmd.Flags().StringVar(&url, "url", "", "the new URL, checked as add checks it")
 	cmd.Flags().StringSliceVar(&types, "type", nil, "replace the types with these globs (repeat, or separate with commas)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "replace the headers with these, 'Name: value' or Name=value (repeat)")
 	cmd.Flags().BoolVar(&clearTypes, "clear-types", false, "drop every type: the endpoint gets every event")

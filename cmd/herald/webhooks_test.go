@@ -31,6 +31,13 @@ type webhooksOutbox struct {
 
 func newWebhooksOutbox(t *testing.T) webhooksOutbox {
 	t.Helper()
+	return newWebhooksOutboxAllowing(t, `["127.0.0.1/32"]`)
+}
+
+// newWebhooksOutboxAllowing is newWebhooksOutbox with allowCIDRs (YAML) as
+// subscriptions.allow_cidrs.
+func newWebhooksOutboxAllowing(t *testing.T, allowCIDRs string) webhooksOutbox {
+	t.Helper()
 	dir := t.TempDir()
 	o := webhooksOutbox{config: writeFile(t, "herald.yaml", `
 database:
@@ -42,7 +49,7 @@ nats:
 log:
   level: warn
 subscriptions:
-  allow_cidrs: ["127.0.0.1/32"]
+  allow_cidrs: `+allowCIDRs+`
 `)}
 	o.db, o.store = migrateAndOpen(t, o.config, dir)
 	return o
@@ -189,9 +196,9 @@ func TestWebhooksAddShowsTheSecretOnceAndNothingElseDoes(t *testing.T) {
 	}
 	res = o.webhooks(t, "list")
 	for _, want := range []string{
-		"NAME        ENABLED                   URL                         TYPES               PENDING  DEAD  LAST ATTEMPT  LAST ERROR  FAILING SINCE",
-		"all-events  disabled: added disabled  https://example.org/in      every event         0        0     -             -           -",
-		"orders      yes                       https://example.com/hook?…  io.herald.portal.*  0        0     -             -           -",
+		"NAME        ENABLED                   URL                                   TYPES               PENDING  DEAD  LAST ATTEMPT  LAST ERROR  FAILING SINCE",
+		"all-events  disabled: added disabled  https://example.org/in                every event         0        0     -             -           -",
+		"orders      yes                       https://example.com/hook?token=xxxxx  io.herald.portal.*  0        0     -             -           -",
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("list lacks %q:\n%s", want, res.stdout)
@@ -263,6 +270,60 @@ func TestWebhooksBadInvocationsAreUsageErrors(t *testing.T) {
 	}
 	if got := o.list(t); len(got) != 1 {
 		t.Errorf("endpoints after bad invocations: %+v, want only taken", got)
+	}
+}
+
+// add and update refuse a URL that the SSRF guard would refuse at every
+// delivery, with the config's allowlist: a usage error naming the url and
+// why, without its query; an allowlisted internal address is accepted.
+func TestWebhooksRefuseWhatDeliveryRefuses(t *testing.T) {
+	o := newWebhooksOutboxAllowing(t, `["10.20.0.0/16"]`)
+	o.add(t, "public", "--url", "https://93.184.216.34/hook")
+	const queryToken = "qt-do-not-print-3"
+	for _, tc := range []struct{ url, reason string }{
+		{"https://127.0.0.1:8443/hook", "127.0.0.1 is loopback"},
+		{"https://[::1]/hook", "::1 is loopback"},
+		{"https://localhost:8443/hook", "an address of localhost, is loopback"},
+		{"https://169.254.169.254/latest/meta-data/", "cloud metadata service"},
+		{"https://169.254.10.10/", "link-local"},
+		{"https://[fe80::1]/", "link-local"},
+		{"https://10.0.0.5/", "private or unique-local"},
+		{"https://10.21.0.7/", "private or unique-local"},
+		{"https://172.16.0.1/", "private or unique-local"},
+		{"https://192.168.1.1/", "private or unique-local"},
+		{"https://[fd12::1]/", "private or unique-local"},
+		{"https://[64:ff9b::a9fe:a9fe]/", "reserved range 64:ff9b::/96"},
+		{"https://100.64.0.1/", "reserved range 100.64.0.0/10"},
+		{"http://93.184.216.34/hook", "http is only allowed"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			u := tc.url + "?token=" + queryToken
+			for _, args := range [][]string{{"add", "inside", "--url", u}, {"update", "public", "--url", u}} {
+				res := o.webhooks(t, args...)
+				if res.code != exitUsage || res.stdout != "" {
+					t.Errorf("%s: exit %d, stdout %q; want a usage error and nothing on stdout", args[0], res.code, res.stdout)
+				}
+				for _, want := range []string{"url:", tc.reason, "subscriptions.allow_"} {
+					if !strings.Contains(res.stderr, want) {
+						t.Errorf("%s: stderr %q does not say %q", args[0], res.stderr, want)
+					}
+				}
+				if strings.Contains(res.stderr, queryToken) {
+					t.Errorf("%s: stderr quotes the URL's query: %q", args[0], res.stderr)
+				}
+			}
+		})
+	}
+
+	o.add(t, "internal", "--url", "https://10.20.0.7:8443/hook")
+	o.add(t, "plain", "--url", "http://10.20.0.8:8080/hook")
+	if res := o.webhooks(t, "update", "public", "--url", "https://10.20.1.1/hook"); res.code != exitOK {
+		t.Errorf("update to an allowlisted address: %+v", res)
+	}
+	got := o.list(t)
+	if len(got) != 3 || got["public"].URL != "https://10.20.1.1/hook" || got["internal"].URL != "https://10.20.0.7:8443/hook" ||
+		got["plain"].URL != "http://10.20.0.8:8080/hook" {
+		t.Errorf("endpoints: %+v, want public (moved inside the allowlist), internal and plain", got)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -76,7 +77,10 @@ type APIError struct {
 // feeds a batch of audit records through the enricher into the outbox of db.
 //
 // Requests must carry "Authorization: Bearer <token>" (compared in constant
-// time). Each record is handled in its own transaction like a tailed row:
+// time) and "Content-Type: application/json" (parameters such as
+// charset=utf-8 allowed; anything else, or none, is 415). The body is
+// exactly one JSON object: anything but white space after it is 400, and
+// such a request writes nothing. Each record is handled in its own transaction like a tailed row:
 // enriched and written, or quarantined with its reason; either way its id is
 // marked processed, so re-posting a record is acknowledged as "duplicate"
 // and not enriched again. A bad record never fails the batch: the response
@@ -113,9 +117,8 @@ func (h *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusUnauthorized, APIError{Code: "unauthorized", Message: "a valid bearer token is required", Field: "Authorization"})
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		writeAPIError(w, http.StatusUnsupportedMediaType, APIError{Code: "unsupported_media_type",
-			Message: fmt.Sprintf("Content-Type %q: want application/json", ct), Field: "Content-Type"})
+	if msg := checkContentType(r.Header.Get("Content-Type")); msg != "" {
+		writeAPIError(w, http.StatusUnsupportedMediaType, APIError{Code: "unsupported_media_type", Message: msg, Field: "Content-Type"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.maxBody))
@@ -142,6 +145,14 @@ func (h *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		}
 		writeAPIError(w, http.StatusBadRequest, APIError{Code: "invalid_body", Message: "body: " + jsonReason(err), Field: field})
+		return
+	}
+	// A second document would otherwise be dropped unread while the client
+	// is told 200: the whole request is refused before any record is
+	// handled, so nothing of it is written.
+	if rest := body[dec.InputOffset():]; len(bytes.TrimLeft(rest, jsonSpace)) > 0 {
+		writeAPIError(w, http.StatusBadRequest, APIError{Code: "invalid_body",
+			Message: fmt.Sprintf("body: data after the JSON document at byte %d: send exactly one JSON object per request", dec.InputOffset())})
 		return
 	}
 	switch {
@@ -176,6 +187,23 @@ func (h *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Results = append(resp.Results, out)
 	}
 	writeJSON(w, code, resp)
+}
+
+// jsonSpace is the white space JSON allows around a value (RFC 8259).
+const jsonSpace = " \t\r\n"
+
+// checkContentType returns why a request's Content-Type is refused, or ""
+// for application/json with any parameters (charset=utf-8). A missing one
+// is refused too: a client that does not say what it sends may not be
+// sending what it thinks.
+func checkContentType(ct string) string {
+	if ct == "" {
+		return "Content-Type: required, want application/json"
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return fmt.Sprintf("Content-Type %q: want application/json", ct)
+	}
+	return ""
 }
 
 func (h *ingest) authorized(r *http.Request) bool {

@@ -3,6 +3,7 @@ package enricher_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/heraldhq/herald/pkg/enricher"
 )
@@ -18,8 +20,16 @@ const ingestToken = "s3cret-token"
 
 func post(t *testing.T, h http.Handler, token, body string) (*httptest.ResponseRecorder, map[string]any) {
 	t.Helper()
+	return postAs(t, h, token, "application/json", body)
+}
+
+// postAs posts body with the given Content-Type; "" sends none.
+func postAs(t *testing.T, h http.Handler, token, contentType, body string) (*httptest.ResponseRecorder, map[string]any) {
+	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, enricher.IngestPath, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -132,5 +142,94 @@ func TestIngestNeedsToken(t *testing.T) {
 	db := portalOutbox(t, "sqlite")
 	if _, err := enricher.NewIngestHandler(db.Gorm, enricher.New(), ""); err == nil {
 		t.Fatal("an empty token was accepted")
+	}
+}
+
+// writtenRows counts what an ingest request can leave behind: outbox rows,
+// processed ids and quarantined records.
+func writtenRows(t *testing.T, db *gorm.DB) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, table := range []string{"herald_outbox", enricher.ProcessedTable, enricher.QuarantineTable} {
+		var n int64
+		if err := db.Raw("SELECT COUNT(*) FROM " + table).Scan(&n).Error; err != nil {
+			t.Fatalf("count %s: %v", table, err)
+		}
+		out[table] = n
+	}
+	return out
+}
+
+// A request is one JSON document of Content-Type application/json, or it
+// is refused whole: none of its records is written, not even the good
+// ones before the fault.
+func TestIngestRefusesWholeRequest(t *testing.T) {
+	for _, dialect := range tailDialects() {
+		t.Run(dialect, func(t *testing.T) {
+			db := portalOutbox(t, dialect)
+			e := enricher.New()
+			h, err := enricher.NewIngestHandler(db.Gorm, e, ingestToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := template(t, e, db.Gorm)
+			record := func() string {
+				b, err := json.Marshal(map[string]any{
+					"id": uuid.NewString(), "name": tmpl.Name, "subject_id": tmpl.SubjectID, "subject_type": tmpl.SubjectType,
+					"actor_id": tmpl.ActorID, "created_on": time.Now().UTC().Format(time.RFC3339Nano),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return `{"records": [` + string(b) + `]}`
+			}
+			none := writtenRows(t, db.Gorm)
+
+			for _, tt := range []struct {
+				name, contentType, body string
+				code                    int
+				message, field          string
+			}{
+				{"two JSON values", "application/json", record() + " " + record(), http.StatusBadRequest, "data after the JSON document", ""},
+				{"two JSON values without a space", "application/json", record() + record(), http.StatusBadRequest, "data after the JSON document", ""},
+				{"trailing garbage", "application/json", `{"records": []} garbage`, http.StatusBadRequest, "data after the JSON document", ""},
+				{"trailing garbage after a record", "application/json", record() + "\n}", http.StatusBadRequest, "data after the JSON document", ""},
+				{"no Content-Type", "", record(), http.StatusUnsupportedMediaType, "Content-Type: required", "Content-Type"},
+				{"wrong Content-Type", "text/plain", record(), http.StatusUnsupportedMediaType, "want application/json", "Content-Type"},
+				{"a JSON look-alike", "application/jsonx", record(), http.StatusUnsupportedMediaType, "want application/json", "Content-Type"},
+				{"form", "application/x-www-form-urlencoded", record(), http.StatusUnsupportedMediaType, "want application/json", "Content-Type"},
+				{"unparsable Content-Type", "application/json; charset", record(), http.StatusUnsupportedMediaType, "want application/json", "Content-Type"},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					rec, out := postAs(t, h, ingestToken, tt.contentType, tt.body)
+					apiErr, _ := out["error"].(map[string]any)
+					if rec.Code != tt.code || apiErr == nil {
+						t.Fatalf("%d %v, want %d with an error", rec.Code, out, tt.code)
+					}
+					if msg, _ := apiErr["message"].(string); !strings.Contains(msg, tt.message) {
+						t.Errorf("message %q does not say %q", msg, tt.message)
+					}
+					if field, _ := apiErr["field"].(string); field != tt.field {
+						t.Errorf("field = %q, want %q", field, tt.field)
+					}
+					if got := writtenRows(t, db.Gorm); !maps.Equal(got, none) {
+						t.Errorf("a refused request wrote rows: %v, before %v", got, none)
+					}
+				})
+			}
+
+			// White space after the document, and Content-Type parameters,
+			// are fine.
+			for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"} {
+				rec, out := postAs(t, h, ingestToken, ct, record()+" \r\n\t ")
+				results, _ := out["results"].([]any)
+				if rec.Code != http.StatusOK || len(results) != 1 || results[0].(map[string]any)["status"] != "enriched" {
+					t.Errorf("Content-Type %q: %d %v, want 200 with the record enriched", ct, rec.Code, out)
+				}
+			}
+			if got := writtenRows(t, db.Gorm); got["herald_outbox"] != none["herald_outbox"]+3 || got[enricher.ProcessedTable] != none[enricher.ProcessedTable]+3 {
+				t.Errorf("after three good requests: %v, before %v", got, none)
+			}
+		})
 	}
 }

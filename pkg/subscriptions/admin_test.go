@@ -52,12 +52,19 @@ type adminEnv struct {
 // tester unless opts say otherwise.
 func newAdminEnv(t *testing.T, opts ...subscriptions.AdminOption) *adminEnv {
 	t.Helper()
+	return newAdminEnvGuarded(t, []webhook.Option{adminLocal}, opts...)
+}
+
+// newAdminEnvGuarded is newAdminEnv whose store refuses what a publisher
+// built with guard would refuse.
+func newAdminEnvGuarded(t *testing.T, guard []webhook.Option, opts ...subscriptions.AdminOption) *adminEnv {
+	t.Helper()
 	env := &adminEnv{db: testdb.Migrated(t, "sqlite"), log: &testlog.Buffer{}}
 	ob, err := outbox.NewStore(env.db.Gorm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := subscriptions.NewStore(env.db.Gorm, ob, subscriptions.WithValidator(subscriptions.Validator(adminLocal)))
+	store := subscriptions.NewStore(env.db.Gorm, ob, subscriptions.WithValidator(subscriptions.Validator(guard...)))
 	base := []subscriptions.AdminOption{
 		subscriptions.WithTester(func(ctx context.Context, e subscriptions.Endpoint) (subscriptions.TestResult, error) {
 			// The test publisher warns of a 410 as if it disabled the endpoint.
@@ -328,7 +335,7 @@ func TestAdminAddShowsSecretOnce(t *testing.T) {
 	if e.Name != "orders" || e.Destination != "webhook:orders" || !e.Enabled || e.Revision != 1 || len(e.Types) != 1 {
 		t.Errorf("endpoint %+v", e)
 	}
-	if e.URL != "https://receiver.example/hook?…" || e.Headers["X-Api-Key"] != "(redacted)" {
+	if e.URL != "https://receiver.example/hook?token=xxxxx" || e.Headers["X-Api-Key"] != "(redacted)" {
 		t.Errorf("endpoint not redacted: url %q, headers %v", e.URL, e.Headers)
 	}
 	if len(e.Secrets) != 1 || e.Secrets[0].Fingerprint != (subscriptions.Secret{Value: secret}).Fingerprint() {
@@ -436,6 +443,81 @@ func TestAdminAddInvalid(t *testing.T) {
 	})
 	if n := env.changes.Load(); n != 1 {
 		t.Errorf("OnChange called %d times, want 1 (the first add)", n)
+	}
+}
+
+// adminRefusedURLs are endpoint URLs that no delivery would reach without an
+// allowlist, with what the refusal must say. Each carries a query token the
+// error must not quote.
+func adminRefusedURLs() []struct{ url, reason string } {
+	return []struct{ url, reason string }{
+		{"https://127.0.0.1:8443/hook", "127.0.0.1 is loopback"},
+		{"https://[::1]/hook", "::1 is loopback"},
+		{"https://localhost:8443/hook", "an address of localhost, is loopback"},
+		{"https://169.254.169.254/latest/meta-data/", "cloud metadata service"},
+		{"https://169.254.10.10/", "link-local"},
+		{"https://[fe80::1]/", "link-local"},
+		{"https://10.0.0.5/", "private or unique-local"},
+		{"https://172.16.0.1/", "private or unique-local"},
+		{"https://192.168.1.1/", "private or unique-local"},
+		{"https://[fd12::1]/", "private or unique-local"},
+		{"https://[64:ff9b::a9fe:a9fe]/", "reserved range 64:ff9b::/96"},
+		{"https://100.64.0.1/", "reserved range 100.64.0.0/10"},
+	}
+}
+
+// TestAdminRefusesWhatDeliveryRefuses: POST and PATCH refuse a URL that the
+// SSRF guard would refuse at every delivery, naming the url field and
+// without quoting its query, and store nothing.
+func TestAdminRefusesWhatDeliveryRefuses(t *testing.T) {
+	env := newAdminEnvGuarded(t, nil)
+	adminAdd(t, env, "public", "https://93.184.216.34/hook")
+	for _, tc := range adminRefusedURLs() {
+		u := tc.url + "?token=" + adminQueryToken
+		check := func(t *testing.T, r adminResponse) {
+			t.Helper()
+			r.wantError(t, http.StatusBadRequest, "url")
+			var e struct {
+				Error string `json:"error"`
+			}
+			r.decode(t, &e)
+			if !strings.Contains(e.Error, tc.reason) || !strings.Contains(e.Error, "subscriptions.allow_cidrs") {
+				t.Errorf("error %q: want why (%q) and the key that would allow it", e.Error, tc.reason)
+			}
+			if strings.Contains(e.Error, adminQueryToken) {
+				t.Errorf("error quotes the URL's query: %q", e.Error)
+			}
+		}
+		t.Run(tc.url, func(t *testing.T) {
+			check(t, env.call(t, http.MethodPost, subscriptions.AdminPrefix, fmt.Sprintf(`{"name": "inside", "url": %q}`, u)))
+			check(t, env.call(t, http.MethodPatch, subscriptions.AdminPrefix+"/public", fmt.Sprintf(`{"url": %q}`, u)))
+		})
+	}
+	var list struct {
+		Endpoints []adminEndpointJSON `json:"endpoints"`
+	}
+	env.call(t, http.MethodGet, subscriptions.AdminPrefix, "").want(t, http.StatusOK).decode(t, &list)
+	if len(list.Endpoints) != 1 || list.Endpoints[0].URL != "https://93.184.216.34/hook" || list.Endpoints[0].Revision != 1 {
+		t.Errorf("after refused requests: %+v, want public alone and unchanged", list.Endpoints)
+	}
+	if n := env.changes.Load(); n != 1 {
+		t.Errorf("OnChange called %d times, want 1 (the first add)", n)
+	}
+}
+
+// TestAdminAllowlistedInternalURL: the allowlist deliveries use lets an
+// internal endpoint be registered, over http too, and nothing more.
+func TestAdminAllowlistedInternalURL(t *testing.T) {
+	env := newAdminEnvGuarded(t, []webhook.Option{webhook.WithAllowCIDRs("10.20.0.0/16", "169.254.0.0/16", "::1")})
+	adminAdd(t, env, "internal", "https://10.20.0.7:8443/hook")
+	adminAdd(t, env, "plain", "http://10.20.0.8:8080/hook")
+	adminAdd(t, env, "local6", "https://[::1]:8443/hook")
+	env.call(t, http.MethodPatch, subscriptions.AdminPrefix+"/internal", `{"url": "https://10.20.9.9/hook"}`).want(t, http.StatusOK)
+	for _, u := range []string{"https://10.21.0.7/hook", "https://169.254.169.254/latest/meta-data/", "https://127.0.0.1:8443/hook"} {
+		env.call(t, http.MethodPost, subscriptions.AdminPrefix, fmt.Sprintf(`{"name": "outside", "url": %q}`, u)).
+			wantError(t, http.StatusBadRequest, "url")
+		env.call(t, http.MethodPatch, subscriptions.AdminPrefix+"/internal", fmt.Sprintf(`{"url": %q}`, u)).
+			wantError(t, http.StatusBadRequest, "url")
 	}
 }
 

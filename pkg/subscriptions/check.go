@@ -15,12 +15,16 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 )
 
-// Validator returns a check for [WithValidator] that an endpoint could be
-// delivered to by a webhook publisher built with opts: its URL passes the
-// SSRF guard's static rules (scheme, allowlisted http, no credentials) and
-// its headers are allowed. Addresses are checked again at every dial.
-func Validator(opts ...webhook.Option) func(Endpoint) error {
-	return func(e Endpoint) error {
+// Validator returns a check for [WithValidator] that a webhook publisher
+// built with opts (the allowlist deliveries use) would deliver to an
+// endpoint: its headers are allowed, and its URL passes
+// [webhook.ValidateURL], the SSRF guard's static rules (scheme, allowlisted
+// http, no credentials) and its address rules, with a host name resolved
+// now and refused if any of its addresses is refused. A refusal is a
+// *FieldError naming "url" (or "headers"…), quoting the URL without its
+// query. Addresses are checked again at every dial.
+func Validator(opts ...webhook.Option) func(context.Context, Endpoint) error {
+	return func(ctx context.Context, e Endpoint) error {
 		ep, err := e.Webhook(time.Now())
 		if err != nil {
 			return err
@@ -30,7 +34,16 @@ func Validator(opts ...webhook.Option) func(Endpoint) error {
 		if errors.As(err, &ie) {
 			return &FieldError{Field: ie.Field, Reason: configKeys.Replace(ie.Err.Error())}
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if err := webhook.ValidateURL(ctx, e.URL, opts...); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("check webhook endpoint %q: %w", e.Name, err) // not checked, not refused
+			}
+			return &FieldError{Field: "url", Reason: configKeys.Replace(err.Error())}
+		}
+		return nil
 	}
 }
 

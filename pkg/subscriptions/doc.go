@@ -15,6 +15,10 @@
 //   - [Store.Add] registers it, generating a secret unless one is given. The
 //     secret is returned once, for the receiver; it never appears in a
 //     listing, a log line or JSON again ([Secret] marshals without it).
+//     A Store built with [WithValidator]([Validator](opts...)), as serve's
+//     and the CLI's are, refuses a URL that a publisher built with opts
+//     would refuse to deliver to (the SSRF guard, with the operator's
+//     allowlist), here and on every change of URL.
 //   - [Store.Update] changes its URL, types or headers; a running Herald
 //     picks the change up on its next refresh without a restart.
 //   - [Store.RotateSecret] puts a new secret first and lets the old ones sign

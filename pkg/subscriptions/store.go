@@ -22,18 +22,23 @@ type Store struct {
 	db       *gorm.DB
 	outbox   *outbox.Store
 	now      func() time.Time
-	validate func(Endpoint) error
+	validate func(context.Context, Endpoint) error
 }
 
 // Option configures a Store.
 type Option func(*Store)
 
-// WithValidator adds a check run on every endpoint before it is stored,
-// after the Store's own: serve's, for instance, applies the SSRF guard and
-// header rules of the webhook adapter with the operator's allowlist, so a
-// URL that could never be delivered to is refused when it is registered.
-// Its error should be a *FieldError.
-func WithValidator(fn func(Endpoint) error) Option { return func(s *Store) { s.validate = fn } }
+// WithValidator adds a check run, after the Store's own, on an endpoint
+// about to be delivered to differently: when it is added, and when a change
+// gives it a new URL, types or headers or enables it again. serve's, for
+// instance, is [Validator] with the operator's allowlist, so a URL that
+// delivery would refuse is refused when it is registered. A change that
+// only disables an endpoint or rotates its secret skips it: an operator can
+// always stop deliveries to an endpoint whose URL has turned bad. Its error
+// should be a *FieldError.
+func WithValidator(fn func(context.Context, Endpoint) error) Option {
+	return func(s *Store) { s.validate = fn }
+}
 
 // WithClock sets the clock (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
@@ -73,7 +78,7 @@ func (s *Store) Add(ctx context.Context, e Endpoint) (Endpoint, error) {
 	} else {
 		e.DisabledReason, e.DisabledAt = "", time.Time{}
 	}
-	if err := s.check(e); err != nil {
+	if err := s.check(ctx, e, true); err != nil {
 		return Endpoint{}, err
 	}
 	r, err := encode(e)
@@ -105,15 +110,17 @@ func (s *Store) Add(ctx context.Context, e Endpoint) (Endpoint, error) {
 	return e, nil
 }
 
-func (s *Store) check(e Endpoint) error {
+// check validates e before it is stored: always by the Store's own rules,
+// and by the validator too when delivery changes (see WithValidator).
+func (s *Store) check(ctx context.Context, e Endpoint, deliveryChanges bool) error {
 	if err := e.validate(); err != nil {
 		return err
 	}
 	if _, err := e.ActiveSecrets(s.now()); err != nil {
 		return err
 	}
-	if s.validate != nil {
-		return s.validate(e)
+	if s.validate != nil && deliveryChanges {
+		return s.validate(ctx, e)
 	}
 	return nil
 }
@@ -211,7 +218,7 @@ func (s *Store) Update(ctx context.Context, name string, p Patch) (Endpoint, int
 			if err := apply(&cur, s.now()); err != nil {
 				return Endpoint{}, 0, err
 			}
-			if err := s.check(cur); err != nil {
+			if err := s.check(ctx, cur, true); err != nil {
 				return Endpoint{}, 0, err
 			}
 			// Before enabling: no relay serves the endpoint yet, so the
@@ -381,11 +388,13 @@ func (s *Store) change(ctx context.Context, name string, fn func(e *Endpoint, no
 		if err := fn(&e, now); err != nil {
 			return Endpoint{}, err
 		}
-		if err := s.check(e); err != nil {
-			return Endpoint{}, err
-		}
 		r, err := encode(e)
 		if err != nil {
+			return Endpoint{}, err
+		}
+		deliveryChanges := e.URL != was.URL || r.types != before.types || r.headers != before.headers ||
+			(e.Enabled && !was.Enabled)
+		if err := s.check(ctx, e, deliveryChanges); err != nil {
 			return Endpoint{}, err
 		}
 		if r == before && e.URL == was.URL && e.Enabled == was.Enabled {

@@ -652,7 +652,7 @@ func TestEndpointJSON(t *testing.T) {
 	if err := json.Unmarshal(red, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.URL != "https://partner.example/hook?…" || back.Headers["X-Api-Key"] != "(redacted)" {
+	if back.URL != "https://user:xxxxx@partner.example/hook?token=xxxxx&x=xxxxx" || back.Headers["X-Api-Key"] != "(redacted)" {
 		t.Errorf("redacted URL and headers = %q, %v", back.URL, back.Headers)
 	}
 	if len(back.Secrets) != 2 || back.Secrets[0].Fingerprint != e.Secrets[0].Fingerprint() ||
@@ -834,5 +834,46 @@ func TestStoreWithValidator(t *testing.T) {
 		bad := "http://elsewhere.example/h"
 		_, _, err := store.Update(ctx, "internal", subscriptions.Patch{URL: &bad})
 		assertField(t, err, "url")
+	})
+}
+
+// TestStoreValidatorOnDeliveryChanges: the validator runs when an endpoint
+// would be delivered to differently (a new URL, types or headers, enabled
+// again), not when it is only disabled or its secret rotated, so an
+// operator can always stop deliveries to an endpoint whose URL has since
+// been refused (here: the allowlist that let it in was removed).
+func TestStoreValidatorOnDeliveryChanges(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		before := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now),
+			subscriptions.WithValidator(subscriptions.Validator(webhook.WithAllowCIDRs("10.0.0.0/8"))))
+		if _, err := before.Add(ctx, subscriptions.Endpoint{Name: "inside", URL: "https://10.1.2.3/h?token=t0k3n", Enabled: true}); err != nil {
+			t.Fatalf("Add of an allowlisted address = %v", err)
+		}
+		store := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now),
+			subscriptions.WithValidator(subscriptions.Validator()))
+		off, on := false, true
+		if _, _, err := store.Update(ctx, "inside", subscriptions.Patch{Enabled: &off}); err != nil {
+			t.Fatalf("disabling = %v, want it allowed whatever the URL", err)
+		}
+		if _, _, err := store.RotateSecret(ctx, "inside", "", time.Hour); err != nil {
+			t.Fatalf("rotating the secret = %v, want it allowed whatever the URL", err)
+		}
+		types := []string{"io.herald.*"}
+		for name, p := range map[string]subscriptions.Patch{
+			"re-enabling":      {Enabled: &on},
+			"changing types":   {Types: &types},
+			"changing headers": {Headers: &map[string]string{"X-Key": "v"}},
+		} {
+			_, _, err := store.Update(ctx, "inside", p)
+			if err == nil || !strings.Contains(err.Error(), "10.1.2.3 is private") {
+				t.Errorf("%s = %v, want the url refused", name, err)
+				continue
+			}
+			assertField(t, err, "url", "t0k3n")
+		}
+		if got := f.get(t, "inside"); got.Enabled || len(got.Types) != 0 || got.Headers != nil {
+			t.Errorf("after refused changes: %+v", got)
+		}
 	})
 }
