@@ -35,6 +35,7 @@ type Metrics struct {
 	publishTime  *prometheus.HistogramVec
 	commitToAck  *prometheus.HistogramVec
 	reclaimed    *prometheus.CounterVec
+	paused       *prometheus.GaugeVec
 
 	auditRecords *prometheus.CounterVec
 	enrichLag    *prometheus.HistogramVec
@@ -74,6 +75,9 @@ func New(store *outbox.Store) *Metrics {
 		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_lease_takeovers_total", Help: "Buckets taken over from a relay that stopped renewing its lease; their unrecorded events are published again.",
 		}, dest),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_destination_paused", Help: "1 while the relay has paused the destination because it is down as a whole (its circuit breaker is open), else 0.",
+		}, dest),
 		auditRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_enricher_records_total", Help: "Audit records the enricher handled, by source (ingest, tail, ...) and status (enriched, quarantined, duplicate).",
 		}, []string{"source", "status"}),
@@ -92,7 +96,7 @@ func New(store *outbox.Store) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, dest),
 	}
-	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.auditRecords, m.enrichLag,
+	reg.MustRegister(m.published, m.duplicates, m.failed, m.deadLettered, m.publishTime, m.commitToAck, m.reclaimed, m.paused, m.auditRecords, m.enrichLag,
 		m.webhookAttempts, m.webhookAttemptTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		outboxCollector{store: store})
@@ -120,6 +124,7 @@ func (m *Metrics) Relay(destination string) producer.Observer {
 		publishTime: m.publishTime.WithLabelValues(destination),
 		commitToAck: m.commitToAck.WithLabelValues(destination),
 		reclaimed:   m.reclaimed.WithLabelValues(destination),
+		paused:      m.paused.WithLabelValues(destination),
 	}
 }
 
@@ -128,6 +133,7 @@ type relayObserver struct {
 	dest                     string
 	publishTime, commitToAck prometheus.Observer
 	reclaimed                prometheus.Counter
+	paused                   prometheus.Gauge
 }
 
 func (o relayObserver) Published(_ int, took time.Duration) { o.publishTime.Observe(took.Seconds()) }
@@ -147,6 +153,14 @@ func (o relayObserver) DeadLettered(eventType string) {
 }
 
 func (o relayObserver) Reclaimed(n int) { o.reclaimed.Add(float64(n)) }
+
+func (o relayObserver) Paused(down bool) {
+	if down {
+		o.paused.Set(1)
+	} else {
+		o.paused.Set(0)
+	}
+}
 
 // WebhookAttempts returns the observer of the webhook publisher serving one
 // outbox destination, for webhook.WithAttemptObserver. Attempts are counted

@@ -295,6 +295,29 @@ FROM herald_outbox WHERE state = 'pending' AND destination = ? AND seq > ?`)
 	return out, nil
 }
 
+// ParkedKeys returns the partition keys in buckets that have a dead letter
+// in the store's destination: with a relay's ParkKey policy their pending
+// rows wait until it is retried or purged. Rows without a key are never
+// parked.
+func (s *Store) ParkedKeys(ctx context.Context, buckets []int) ([]string, error) {
+	if len(buckets) == 0 {
+		return nil, nil
+	}
+	q := `SELECT DISTINCT partition_key FROM herald_outbox WHERE state = 'dead' AND destination = ? AND partition_key <> ''`
+	args := []any{s.destination}
+	if len(buckets) < Buckets {
+		q += ` AND bucket IN (` + placeholders(len(buckets)) + `)`
+		for _, bk := range buckets {
+			args = append(args, bk)
+		}
+	}
+	var keys []string
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&keys).Error; err != nil {
+		return nil, fmt.Errorf("outbox parked keys: %w", err)
+	}
+	return keys, nil
+}
+
 // Record stores what became of rows a relay read, in one transaction:
 // delivered rows are deleted (or kept as delivered, with
 // WithKeepDelivered), failed ones count an attempt and wait until RetryAt,

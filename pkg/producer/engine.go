@@ -24,10 +24,12 @@ import (
 // stores failures. A fourth goroutine keeps the bucket leases. Run owns them
 // all and waits for each.
 type engine struct {
-	r      *Relay
-	store  *outbox.Store
-	leases leaseState
-	holds  holds
+	r       *Relay
+	store   *outbox.Store
+	leases  leaseState
+	holds   holds
+	parked  parked
+	breaker breaker
 
 	toPublish chan []outbox.Row
 	toRecord  chan []outbox.Outcome
@@ -69,6 +71,7 @@ func newEngine(r *Relay) *engine {
 		r:         r,
 		store:     r.store,
 		holds:     holds{until: map[string]time.Time{}},
+		parked:    parked{keys: map[string]bool{}},
 		toPublish: make(chan []outbox.Row, 1),
 		toRecord:  make(chan []outbox.Outcome, 1),
 		recorded:  make(chan struct{}, 1),
@@ -166,7 +169,15 @@ func (e *engine) readStage(ctx context.Context) {
 		cfg.log.Error("relay: "+what+" failed", "error", err)
 		return sleep(cfg.pollInterval)
 	}
+	var parkedAt time.Time // the last read of the parked keys
 	for ctx.Err() == nil {
+		if e.breaker.isOpen() {
+			if !e.awaitProbe(ctx) {
+				return
+			}
+			atEnd, passStart = true, time.Time{} // a new pass, from the lowest seq
+			continue
+		}
 		now := time.Now()
 		due := e.holds.due(now)
 		_, newVersion := e.leases.snapshot()
@@ -220,7 +231,21 @@ func (e *engine) readStage(ctx context.Context) {
 			}
 			// A new pass, with nothing in flight: now is when buckets may
 			// change hands.
+			before := version
 			buckets, version = e.applyLeases(ctx)
+			if e.parks() && (version != before || time.Since(parkedAt) >= resetEvery) {
+				// A dead letter retried or purged by an operator frees its
+				// key within a second.
+				keys, err := e.store.ParkedKeys(ctx, buckets)
+				if err != nil {
+					if !failed("reading the keys parked behind dead letters", err) {
+						return
+					}
+					continue
+				}
+				e.parked.set(keys)
+				parkedAt = time.Now()
+			}
 			e.holds.prune(time.Now())
 			cursor, passStart, passWorked = 0, time.Now(), e.worked.Load()
 		}
@@ -241,15 +266,27 @@ func (e *engine) readStage(ctx context.Context) {
 			}
 			e.worked.Add(int64(n))
 		}
-		rows, err := e.store.Read(ctx, outbox.ReadQuery{Buckets: buckets, After: cursor, SkipKeys: e.holds.keys(maxSkipKeys),
-			RoutedOnly: routing, Limit: cfg.batchSize})
+		limit := cfg.batchSize
+		if e.breaker.isProbing() {
+			// Half-open: one small batch at a time until one gets through.
+			limit = min(limit, probeBatch)
+			if e.inflight.Load() > 0 {
+				select {
+				case <-ctx.Done():
+				case <-e.recorded:
+				}
+				continue
+			}
+		}
+		rows, err := e.store.Read(ctx, outbox.ReadQuery{Buckets: buckets, After: cursor, SkipKeys: e.skipKeys(),
+			RoutedOnly: routing, Limit: limit})
 		if err != nil {
 			if !failed("read", err) {
 				return
 			}
 			continue
 		}
-		atEnd = len(rows) < cfg.batchSize
+		atEnd = len(rows) < limit
 		if len(rows) == 0 {
 			continue
 		}
@@ -262,6 +299,58 @@ func (e *engine) readStage(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// parks reports whether dead letters park their keys.
+func (e *engine) parks() bool { return e.store.Ordered() && e.r.cfg.deadLetters == ParkKey }
+
+// skipKeys returns the held and parked keys for a read to leave out, or nil
+// when there are more than maxSkipKeys: the publisher passes them over then.
+func (e *engine) skipKeys() []string {
+	keys := e.holds.keys(maxSkipKeys)
+	if !e.parks() {
+		return keys
+	}
+	p := e.parked.list()
+	if len(p) == 0 {
+		return keys
+	}
+	if keys == nil && e.holds.count() > 0 || len(keys)+len(p) > maxSkipKeys {
+		return nil
+	}
+	return append(keys, p...)
+}
+
+// awaitProbe waits, with nothing in flight, until the open breaker's probe
+// is due, and then lets a probe through: at once when the adapter's Checker
+// says the destination answers, or when it has none. It reports false once
+// ctx has ended.
+func (e *engine) awaitProbe(ctx context.Context) bool {
+	for e.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-e.recorded:
+		}
+	}
+	t := time.NewTimer(time.Until(e.breaker.nextProbe()))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	if c, ok := e.r.pub.(adapters.Checker); ok {
+		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		err := c.Check(cctx)
+		cancel()
+		if err != nil {
+			e.breaker.trip(adapters.Unavailable(err), time.Now(), 0)
+			return ctx.Err() == nil
+		}
+	}
+	e.breaker.halfOpen()
+	return true
 }
 
 // applyLeases gives back the buckets beyond the relay's share and returns
@@ -318,6 +407,7 @@ func (e *engine) renew(ctx context.Context) error {
 	e.leases.changing.Lock()
 	defer e.leases.changing.Unlock()
 	cfg := &e.r.cfg
+	start := time.Now() // the leases run from before the statements, to be safe
 	relays, err := e.store.Join(ctx, cfg.name, cfg.lease)
 	if err != nil {
 		return err
@@ -331,7 +421,7 @@ func (e *engine) renew(ctx context.Context) error {
 		cfg.observer.Reclaimed(n)
 		cfg.log.Warn("took over buckets whose relay stopped renewing; their unrecorded events are published again", "buckets", n)
 	}
-	if e.leases.set(got.Held, share) {
+	if e.leases.set(got.Held, share, start) {
 		e.r.Notify()
 	}
 	return nil
@@ -351,25 +441,40 @@ func (e *engine) publishStage(ctx context.Context) {
 }
 
 // publishBatch publishes the rows that may go now and returns their
-// outcomes. With ordering, a key with a failed event is held: none of its
-// later rows goes out until the next pass reads it from its head again.
+// outcomes. With ordering, once a key's row fails or is left unsent, none of
+// its later rows goes out until a pass reads the key from its head again.
+// Only an event's own failure becomes an outcome that spends an attempt; a
+// destination-wide fault opens the breaker and leaves every row as it was.
 func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.Outcome {
+	if e.breaker.isOpen() {
+		return nil // the destination is down: the pass after the probe reads these again
+	}
+	if !e.leases.valid(time.Now(), e.r.cfg.lease) {
+		// The renewals have failed for a whole lease: another relay may
+		// hold these buckets by now. The rows stay pending for whoever
+		// holds them next, this relay included once it renews again.
+		return nil
+	}
 	cfg := &e.r.cfg
 	ordered := e.store.Ordered()
 	now := time.Now()
-	holds := func(key string) bool { return ordered && key != "" }
+	keyed := func(key string) bool { return ordered && key != "" }
+	// stopped holds the keys whose earlier row in this batch failed or was
+	// not sent: the adapter holds their later rows back, and so does this.
+	stopped := map[string]bool{}
 	outcomes := make([]outbox.Outcome, 0, len(rows))
 	msgs := make([]adapters.Message, 0, len(rows))
 	sent := make([]int, 0, len(rows)) // index into rows of each message
 	for i, row := range rows {
-		if holds(row.PartitionKey) && e.holds.has(row.PartitionKey) {
+		key := row.PartitionKey
+		if keyed(key) && (stopped[key] || e.holds.has(key) || e.parked.has(key)) {
 			continue
 		}
 		if row.AvailableAt.After(now) {
 			// Waiting out a backoff, recorded by this relay or by one
 			// before it: with ordering its key waits too.
-			if holds(row.PartitionKey) {
-				e.holds.add(row.PartitionKey, row.AvailableAt)
+			if keyed(key) {
+				e.holds.add(key, row.AvailableAt)
 			} else {
 				e.holds.wakeAt(row.AvailableAt)
 			}
@@ -384,31 +489,131 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			e.r.stats.dead.Add(1)
 			cfg.observer.DeadLettered(row.EventType)
 			cfg.log.Warn("event dead-lettered: invalid payload", "event_id", row.EventID, "error", err)
+			if keyed(key) {
+				stopped[key] = true
+				e.deadHead(key, now)
+			}
 			continue
 		}
-		msgs = append(msgs, adapters.Message{ID: row.EventID, Type: row.EventType, PartitionKey: row.PartitionKey,
+		msgs = append(msgs, adapters.Message{ID: row.EventID, Type: row.EventType, PartitionKey: key,
 			Payload: row.Payload, TraceParent: ev.TraceParent})
 		sent = append(sent, i)
 	}
-	results := e.r.tracedPublish(ctx, msgs)
+	results, cut := e.r.tracedPublish(ctx, msgs)
 	now = time.Now()
+	verdicts, retryAfter, down := e.judge(ctx, msgs, results, cut, now)
 	for j, res := range results {
 		row := rows[sent[j]]
-		if res.Err != nil && holds(row.PartitionKey) && e.holds.has(row.PartitionKey) {
-			continue // held back behind its key's failed event: not an attempt
+		key := row.PartitionKey
+		if res.Err != nil && (verdicts[j] == heldBack || keyed(key) && stopped[key]) {
+			continue // held back behind its key's earlier row: not an attempt
+		}
+		if res.Err != nil && (verdicts[j] == notSent || verdicts[j] == destFault) {
+			// Not the event's fault: it stays as it was, and its key waits
+			// for a pass that reads it from its head.
+			if keyed(key) {
+				stopped[key] = true
+				e.holds.add(key, now)
+			} else {
+				e.holds.wakeAt(now)
+			}
+			continue
 		}
 		o := outbox.Outcome{Seq: row.Seq}
 		e.r.decide(&o, row, res, now)
-		if o.Err != nil && !o.Dead {
-			if holds(row.PartitionKey) {
-				e.holds.add(row.PartitionKey, o.RetryAt)
-			} else {
-				e.holds.wakeAt(o.RetryAt)
-			}
+		switch {
+		case o.Dead && keyed(key):
+			stopped[key] = true
+			e.deadHead(key, now)
+		case o.Err != nil && o.Dead:
+		case o.Err != nil && keyed(key):
+			stopped[key] = true
+			e.holds.add(key, o.RetryAt)
+		case o.Err != nil:
+			e.holds.wakeAt(o.RetryAt)
 		}
 		outcomes = append(outcomes, o)
 	}
+	if down != nil {
+		if e.breaker.trip(down, now, retryAfter) {
+			cfg.observer.Paused(true)
+			cfg.log.Warn("destination unavailable: pausing it, no event spends an attempt; probing until it answers",
+				"error", down)
+		}
+	} else if delivered(results) {
+		if d := e.breaker.delivered(now); d > 0 {
+			cfg.observer.Paused(false)
+			cfg.log.Info("destination available again: resuming", "down_for", d.Round(time.Millisecond))
+		}
+	}
 	return outcomes
+}
+
+// judge gives each failed result its verdict, and returns the
+// destination-wide fault of the batch, if it met one (then no failure of the
+// batch is the events' own), with the longest Retry-After it came with.
+func (e *engine) judge(ctx context.Context, msgs []adapters.Message, results []adapters.Result, cut bool, now time.Time) (
+	verdicts []verdict, retryAfter time.Duration, down error) {
+	verdicts = make([]verdict, len(results))
+	var firstAmbiguous error
+	someDelivered := false
+	failedKeys := map[string]bool{}
+	for j, res := range results {
+		if res.Err == nil {
+			someDelivered = true
+			continue
+		}
+		if key := msgs[j].PartitionKey; key != "" && e.store.Ordered() {
+			if failedKeys[key] {
+				// The adapter held it back: what it says is its
+				// predecessor's story, already judged.
+				verdicts[j] = heldBack
+				continue
+			}
+			failedKeys[key] = true
+		}
+		verdicts[j] = classify(res.Err, cut)
+		switch {
+		case verdicts[j] == destFault && down == nil:
+			down = res.Err
+		case verdicts[j] == eventFault && firstAmbiguous == nil:
+			firstAmbiguous = res.Err
+		}
+	}
+	if down == nil && !someDelivered && firstAmbiguous != nil && e.ambiguous(ctx, now) == destFault {
+		down = firstAmbiguous
+	}
+	if down == nil {
+		return verdicts, 0, nil
+	}
+	for j, res := range results {
+		if verdicts[j] == eventFault && res.Err != nil {
+			verdicts[j] = destFault
+		}
+		if verdicts[j] == destFault {
+			retryAfter = max(retryAfter, res.RetryAfter)
+		}
+	}
+	return verdicts, retryAfter, down
+}
+
+func delivered(results []adapters.Result) bool {
+	for _, res := range results {
+		if res.Err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// deadHead applies the dead-letter policy to the key of a row just
+// dead-lettered. Either way the key waits for the next pass: its later rows
+// in this batch were held back, and must not be overtaken.
+func (e *engine) deadHead(key string, now time.Time) {
+	if e.r.cfg.deadLetters == ParkKey {
+		e.parked.add(key)
+	}
+	e.holds.add(key, now)
 }
 
 // recordStage stores each batch's outcomes until the publisher closes its
@@ -448,6 +653,15 @@ type leaseState struct {
 	held     []int
 	share    int
 	version  int
+	renewed  time.Time // the last renewal that succeeded
+}
+
+// valid reports whether the last renewal is recent enough that the buckets
+// are still the relay's.
+func (l *leaseState) valid(now time.Time, lease time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Sub(l.renewed) < lease
 }
 
 func (l *leaseState) snapshot() ([]int, int) {
@@ -463,10 +677,10 @@ func (l *leaseState) shareNow() int {
 }
 
 // set records a lease renewal and reports whether the held buckets changed.
-func (l *leaseState) set(held []int, share int) bool {
+func (l *leaseState) set(held []int, share int, renewed time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.share = share
+	l.share, l.renewed = share, renewed
 	if slices.Equal(held, l.held) {
 		return false
 	}
@@ -550,6 +764,12 @@ func (h *holds) prune(now time.Time) {
 	}
 }
 
+func (h *holds) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.until)
+}
+
 // keys returns the held keys for a read to leave out, or nil when there are
 // more than limit.
 func (h *holds) keys(limit int) []string {
@@ -560,6 +780,44 @@ func (h *holds) keys(limit int) []string {
 	}
 	out := make([]string, 0, len(h.until))
 	for k := range h.until {
+		out = append(out, k)
+	}
+	return out
+}
+
+// parked are the keys held back behind a dead letter (ParkKey), read from
+// the outbox at a pass start and added to as the relay dead-letters.
+type parked struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (p *parked) has(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys[key]
+}
+
+func (p *parked) add(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys[key] = true
+}
+
+func (p *parked) set(keys []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.keys)
+	for _, k := range keys {
+		p.keys[k] = true
+	}
+}
+
+func (p *parked) list() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.keys))
+	for k := range p.keys {
 		out = append(out, k)
 	}
 	return out

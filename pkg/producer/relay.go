@@ -111,6 +111,9 @@ type Observer interface {
 	// renewing its lease (it died or stalled): what it published and did
 	// not record goes out again, and the broker drops the copies.
 	Reclaimed(n int)
+	// Paused reports the destination found down as a whole (true) and
+	// back (false): while it is down the relay sends nothing but probes.
+	Paused(down bool)
 }
 
 type nopObserver struct{}
@@ -120,6 +123,7 @@ func (nopObserver) Delivered(string, time.Duration, bool) {}
 func (nopObserver) Failed(string)                         {}
 func (nopObserver) DeadLettered(string)                   {}
 func (nopObserver) Reclaimed(int)                         {}
+func (nopObserver) Paused(bool)                           {}
 
 // Option configures a Relay.
 type Option func(*settings)
@@ -139,9 +143,10 @@ func WithBatchSize(n int) Option { return func(s *settings) { s.batchSize = n } 
 func WithPollInterval(d time.Duration) Option { return func(s *settings) { s.pollInterval = d } }
 
 // WithLease sets how long the relay's bucket leases last unless renewed
-// (default 30s). It renews them every min(lease/3, 2s) while it runs, so
-// this is how long a relay that dies or stalls keeps its buckets from the
-// others; a publish is also cut off after it.
+// (default 3s): how long the buckets of a relay that dies or stalls stay
+// out of the others' reach. A live relay renews them every lease/3, at most
+// every second, whatever it is doing, so it keeps them however long a
+// publish to a slow destination takes.
 func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
 
 // WithMaxAttempts sets after how many attempts a failing event is
@@ -229,7 +234,7 @@ func configure(opts []Option) settings {
 	cfg := settings{
 		batchSize:       500,
 		pollInterval:    500 * time.Millisecond,
-		lease:           30 * time.Second,
+		lease:           3 * time.Second,
 		maxAttempts:     10,
 		backoffMin:      time.Second,
 		backoffMax:      10 * time.Minute,
@@ -328,7 +333,7 @@ func checkPayload(row outbox.Row) (event.Event, error) {
 // tracedPublish is publish inside a span of kind producer that links to
 // every event's own trace context. One span per batch, not per event: the
 // relay's cost is per batch, and links keep each producer's trace joined.
-func (r *Relay) tracedPublish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+func (r *Relay) tracedPublish(ctx context.Context, msgs []adapters.Message) (_ []adapters.Result, cut bool) {
 	if len(msgs) == 0 || r.cfg.tracer == nil {
 		return r.publish(ctx, msgs)
 	}
@@ -350,7 +355,7 @@ func (r *Relay) tracedPublish(ctx context.Context, msgs []adapters.Message) []ad
 			attribute.String("herald.relay", r.cfg.name),
 		))
 	defer span.End()
-	results := r.publish(ctx, msgs)
+	results, cut := r.publish(ctx, msgs)
 	failed := 0
 	for _, res := range results {
 		if res.Err != nil {
@@ -361,7 +366,7 @@ func (r *Relay) tracedPublish(ctx context.Context, msgs []adapters.Message) []ad
 		span.SetAttributes(attribute.Int("herald.failed_count", failed))
 		span.SetStatus(codes.Error, fmt.Sprintf("%d of %d events not accepted", failed, len(msgs)))
 	}
-	return results
+	return results, cut
 }
 
 // parseTraceParent reads a W3C traceparent header value.
@@ -377,14 +382,22 @@ func parseTraceParent(v string) (trace.SpanContext, error) {
 	return sc, nil
 }
 
-// publish sends msgs and waits for their acks. Cancelling ctx does not cut
-// the wait short at once: in-flight acks get the shutdown timeout to arrive,
-// and never more than the lease, after which the rows are another relay's.
-func (r *Relay) publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+// publish sends msgs and waits for their acks, and reports whether it cut
+// the adapter off: then the messages it reports unsent with a context error
+// were never sent, and are given back rather than failed. The cut comes
+// after the adapter's own bound (adapters.Bounded), not the lease: the lease
+// keeper renews the buckets however long a slow but healthy destination
+// takes. Cancelling ctx does not cut the wait short at once either:
+// in-flight acks get the shutdown timeout to arrive.
+func (r *Relay) publish(ctx context.Context, msgs []adapters.Message) (_ []adapters.Result, cut bool) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, false
 	}
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.lease)
+	bound := adapters.DefaultMaxPublishTime
+	if b, ok := r.pub.(adapters.Bounded); ok {
+		bound = b.MaxPublishTime(len(msgs))
+	}
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
 	defer cancel()
 	published := make(chan struct{})
 	graceDone := make(chan struct{})
@@ -411,9 +424,9 @@ func (r *Relay) publish(ctx context.Context, msgs []adapters.Message) []adapters
 	if len(results) != len(msgs) {
 		err := fmt.Errorf("adapter returned %d results for %d messages", len(results), len(msgs))
 		r.cfg.log.Error("adapter broke its contract", "error", err)
-		return adapters.FailAll(len(msgs), err)
+		return adapters.FailAll(len(msgs), err), false
 	}
-	return results
+	return results, pubCtx.Err() != nil
 }
 
 // decide turns an adapter's result into the row's outcome. row.Attempts

@@ -235,8 +235,11 @@ func relayProcess() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	relay := producer.New(store, slowAcks{pub, 5 * time.Second}, producer.WithName("victim"), producer.WithLease(lease),
-		producer.WithBatchSize(100), producer.WithLogger(quiet()))
+	opts := []producer.Option{producer.WithName("victim"), producer.WithBatchSize(100), producer.WithLogger(quiet())}
+	if lease > 0 {
+		opts = append(opts, producer.WithLease(lease))
+	}
+	relay := producer.New(store, slowAcks{pub, 5 * time.Second}, opts...)
 	_ = relay.Run(ctx) // until SIGKILL
 	return 0
 }
