@@ -266,9 +266,10 @@ type Relay struct {
 	// DeliveredRetention is how long kept delivered rows stay before the
 	// relay prunes them; 0 keeps them until `herald outbox purge`.
 	DeliveredRetention time.Duration `koanf:"delivered_retention"`
-	// Ordering keeps each partition key's events in commit order with never
-	// two of one key in flight, across all relays (every relay of one
-	// outbox must agree). Off trades that for throughput on few keys.
+	// Ordering keeps each partition key's events in commit order across all
+	// relays (every relay of one outbox must agree): a key whose event
+	// fails waits for it. Off lets a key's later events overtake a failing
+	// one.
 	Ordering bool `koanf:"ordering"`
 	// DeadLetterPolicy is what a dead-lettered event does to the later
 	// events of its partition key: "park_key" holds them back until it is

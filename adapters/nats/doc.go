@@ -101,9 +101,10 @@
 // twice over: the relay would wait for acks that cannot come, and events
 // would sit in the memory of a process that may die, while the outbox
 // already holds them durably. Connect therefore turns the reconnect buffer
-// off, so a publish to a dead server fails at once and the relay backs off
-// and retries from the outbox, while the client keeps reconnecting in the
-// background for as long as the Publisher lives.
+// off, so a publish to a dead server fails at once (ErrUnavailable) and the
+// relay pauses the destination, spending no attempt, and probes it until it
+// answers, while the client keeps reconnecting in the background for as
+// long as the Publisher lives.
 //
 // # Stream
 //

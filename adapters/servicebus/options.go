@@ -30,9 +30,9 @@ func ParseBinding(s string) (Binding, error) { return adapters.ParseBinding(s) }
 // defaultRetryOptions are the SDK retry settings used unless
 // WithClientOptions sets others: 2 retries, 0.5s growing to at most 5s. They
 // are shorter than the SDK's own (3 retries from 4s up to 120s) because the
-// relay retries failed events from the outbox with its own backoff, so a
-// Publish should report a broker outage within seconds rather than hold the
-// relay's lease for minutes.
+// relay pauses a destination that is down and probes it itself, so a
+// Publish should report an outage within seconds rather than sit in the
+// SDK's retries for minutes.
 func defaultRetryOptions() azservicebus.RetryOptions {
 	return azservicebus.RetryOptions{
 		MaxRetries:    2,

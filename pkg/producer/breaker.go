@@ -67,13 +67,15 @@ func (b *breaker) trip(cause error, now time.Time, retryAfter time.Duration) (op
 	return opened
 }
 
-// delivered records a batch that delivered something and met no
-// destination-wide fault; it closes a half-open breaker and returns how long
+// answered records a batch that met no destination-wide fault, and whether
+// it delivered something; it closes a half-open breaker and returns how long
 // the destination was down (0 when it was not).
-func (b *breaker) delivered(now time.Time) (downFor time.Duration) {
+func (b *breaker) answered(now time.Time, delivered bool) (downFor time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.lastOK = now
+	if delivered {
+		b.lastOK = now
+	}
 	if !b.probing && !b.open {
 		return 0
 	}

@@ -506,7 +506,12 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 		row := rows[sent[j]]
 		key := row.PartitionKey
 		if res.Err != nil && (verdicts[j] == heldBack || keyed(key) && stopped[key]) {
-			continue // held back behind its key's earlier row: not an attempt
+			// Held back behind its key's earlier row: not an attempt. The
+			// next pass reads it again.
+			if !keyed(key) {
+				e.holds.wakeAt(now)
+			}
+			continue
 		}
 		if res.Err != nil && (verdicts[j] == notSent || verdicts[j] == destFault) {
 			// Not the event's fault: it stays as it was, and its key waits
@@ -540,8 +545,9 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			cfg.log.Warn("destination unavailable: pausing it, no event spends an attempt; probing until it answers",
 				"error", down)
 		}
-	} else if delivered(results) {
-		if d := e.breaker.delivered(now); d > 0 {
+	} else if len(msgs) > 0 {
+		// The destination answered, even if only to refuse events.
+		if d := e.breaker.answered(now, delivered(results)); d > 0 {
 			cfg.observer.Paused(false)
 			cfg.log.Info("destination available again: resuming", "down_for", d.Round(time.Millisecond))
 		}
@@ -563,7 +569,9 @@ func (e *engine) judge(ctx context.Context, msgs []adapters.Message, results []a
 			someDelivered = true
 			continue
 		}
-		if key := msgs[j].PartitionKey; key != "" && e.store.Ordered() {
+		// Adapters hold a key back after a failure whether or not the
+		// relay orders: recognise it either way.
+		if key := msgs[j].PartitionKey; key != "" {
 			if failedKeys[key] {
 				// The adapter held it back: what it says is its
 				// predecessor's story, already judged.

@@ -342,3 +342,32 @@ func TestKilledRelaysBucketsMoveWithinFiveSeconds(t *testing.T) {
 	}
 	r.checkSequences(3000)
 }
+
+// Without ordering the adapter still holds a key's later messages back
+// after a failure in the same call; those were never sent and must not
+// spend attempts: they go on the next pass.
+func TestHeldBackMessagesSpendNoAttemptWithoutOrdering(t *testing.T) {
+	r := newRig(t, "postgres")
+	ctx := context.Background()
+	store, err := outbox.NewStore(r.db) // ordering off
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head string
+	for i := range 5 {
+		ev := r.keyed("K", i)
+		if i == 0 {
+			head = ev.ID
+		}
+		if err := outbox.Write(ctx, r.db, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &refuseOne{Publisher: r.publisher(), id: head, key: "K"}
+	relay := producer.New(store, pub, producer.WithPollInterval(20*time.Millisecond), producer.WithLogger(quiet()))
+	runRelay(t, relay)
+	eventually(t, "the rest to be delivered", func() bool { return r.pending() == 0 })
+	if s := relay.Stats(); s.Published != 4 || s.DeadLettered != 1 || s.Failed != 0 {
+		t.Errorf("stats %+v; want 4 delivered, the head dead, no failed attempt", s)
+	}
+}
