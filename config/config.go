@@ -253,8 +253,8 @@ type Relay struct {
 	PollInterval time.Duration `koanf:"poll_interval"`
 	// Lease is how long a relay's bucket leases last unless renewed: how
 	// long a relay that died keeps its buckets. A live relay renews them
-	// every lease/3, however long a publish takes, so the lease bounds
-	// failover, not a publish.
+	// every lease/3 (at most every 500ms), however long a publish takes,
+	// so the lease bounds failover, not a publish.
 	Lease           time.Duration `koanf:"lease"`
 	MaxAttempts     int           `koanf:"max_attempts"`
 	BackoffMin      time.Duration `koanf:"backoff_min"`

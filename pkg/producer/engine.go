@@ -51,8 +51,9 @@ const (
 	// next pass from the lowest pending seq.
 	resetEvery = time.Second
 	// maxLeaseTick bounds the lease keeper's period, so relays joining a
-	// destination get their share within seconds.
-	maxLeaseTick = time.Second
+	// destination get their share within seconds, and a dead relay's
+	// buckets are taken within half a second of its lease running out.
+	maxLeaseTick = 500 * time.Millisecond
 	// shortLeaseTick is how soon a relay short of its share of buckets
 	// asks again.
 	shortLeaseTick    = 50 * time.Millisecond

@@ -145,7 +145,7 @@ func WithPollInterval(d time.Duration) Option { return func(s *settings) { s.pol
 // WithLease sets how long the relay's bucket leases last unless renewed
 // (default 3s): how long the buckets of a relay that dies or stalls stay
 // out of the others' reach. A live relay renews them every lease/3, at most
-// every second, whatever it is doing, so it keeps them however long a
+// every half second, whatever it is doing, so it keeps them however long a
 // publish to a slow destination takes.
 func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
 
