@@ -76,7 +76,11 @@ type BucketLeases struct {
 
 // Lease renews the buckets owner holds until now+lease and, while it holds
 // fewer than want, takes free buckets or buckets whose lease has run out.
-// A bucket changes hands only by a conditional UPDATE that re-checks it is
+// Buckets whose lease has run out it takes whatever it holds: their relay
+// died or stalled, and its keys must not wait until a relay short of its
+// share comes by (the relays' count still includes the dead one until its
+// own lease runs out); the caller gives back what is beyond its share. A
+// bucket changes hands only by a conditional UPDATE that re-checks it is
 // free, so two relays never both take one.
 func (s *Store) Lease(ctx context.Context, owner string, want int, lease time.Duration) (BucketLeases, error) {
 	var out BucketLeases
@@ -101,7 +105,9 @@ func (s *Store) Lease(ctx context.Context, owner string, want int, lease time.Du
 		return out, err
 	}
 	prev := map[int]bool{} // buckets taken whose lease another relay let run out
-	if missing := want - len(held); missing > 0 {
+	missing := want - len(held)
+	took := false
+	{
 		// Candidates are locked, skipping those another taker holds, and
 		// taken in one transaction: a taker never waits on another, so
 		// relays joining at once cannot deadlock (multi-row UPDATEs lock
@@ -111,8 +117,12 @@ func (s *Store) Lease(ctx context.Context, owner string, want int, lease time.Du
 				Bucket int
 				Owner  sql.NullString
 			}
+			cond := `owner IS NOT NULL AND expires_at <= ?` // run out
+			if missing > 0 {
+				cond = `(owner IS NULL OR expires_at <= ?)`
+			}
 			if err := tx.Raw(`SELECT bucket, owner FROM herald_outbox_buckets
-WHERE destination = ? AND (owner IS NULL OR expires_at <= ?) ORDER BY bucket`+s.d.skipLocked, s.destination, nowEnc).Scan(&free).Error; err != nil {
+WHERE destination = ? AND `+cond+` ORDER BY bucket`+s.d.skipLocked, s.destination, nowEnc).Scan(&free).Error; err != nil {
 				return fmt.Errorf("find free buckets: %w", err)
 			}
 			// Start at a point of the owner's own: relays joining together
@@ -121,7 +131,15 @@ WHERE destination = ? AND (owner IS NULL OR expires_at <= ?) ORDER BY bucket`+s.
 				off := int(hashName(owner) % uint32(len(free)))
 				free = append(free[off:], free[:off]...)
 			}
-			take := free[:min(missing, len(free))]
+			var take []struct {
+				Bucket int
+				Owner  sql.NullString
+			}
+			for i, f := range free {
+				if i < missing || f.Owner.Valid {
+					take = append(take, f)
+				}
+			}
 			if len(take) == 0 {
 				return nil
 			}
@@ -134,6 +152,7 @@ WHERE destination = ? AND bucket IN (`+placeholders(len(take))+`) AND (owner IS 
 				append(args, nowEnc)...).Error; err != nil {
 				return fmt.Errorf("take buckets: %w", err)
 			}
+			took = true
 			for _, f := range take {
 				if f.Owner.Valid && f.Owner.String != owner {
 					prev[f.Bucket] = true
@@ -144,8 +163,10 @@ WHERE destination = ? AND bucket IN (`+placeholders(len(take))+`) AND (owner IS 
 		if err != nil {
 			return out, fmt.Errorf("outbox lease: %w", err)
 		}
-		if held, err = s.heldBuckets(ctx, owner); err != nil {
-			return out, err
+		if took {
+			if held, err = s.heldBuckets(ctx, owner); err != nil {
+				return out, err
+			}
 		}
 	}
 	out.Held = held

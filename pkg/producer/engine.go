@@ -363,7 +363,13 @@ func (e *engine) applyLeases(ctx context.Context) ([]int, int) {
 	held, version := e.leases.snapshot()
 	share := e.leases.shareNow()
 	if extra := len(held) - share; extra > 0 && share > 0 {
-		give := slices.Clone(held[len(held)-extra:])
+		// Buckets taken only just now (a dead relay's, taken beyond the
+		// share so that its keys flow at once) are read for a pass before
+		// they go to the relay short of its share.
+		give := e.leases.settled(time.Now().Add(-resetEvery), extra)
+		if len(give) == 0 {
+			return slices.Clone(held), version
+		}
 		if err := e.store.ReleaseBuckets(ctx, e.r.cfg.name, give); err != nil {
 			e.r.cfg.log.Warn("relay: could not give buckets back", "buckets", len(give), "error", err)
 		} else {
@@ -662,7 +668,21 @@ type leaseState struct {
 	held     []int
 	share    int
 	version  int
-	renewed  time.Time // the last renewal that succeeded
+	renewed  time.Time         // the last renewal that succeeded
+	since    map[int]time.Time // when each held bucket was taken
+}
+
+// settled returns up to n held buckets taken before t, last first.
+func (l *leaseState) settled(t time.Time, n int) []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int
+	for i := len(l.held) - 1; i >= 0 && len(out) < n; i-- {
+		if b := l.held[i]; !l.since[b].After(t) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // valid reports whether the last renewal is recent enough that the buckets
@@ -693,6 +713,19 @@ func (l *leaseState) set(held []int, share int, renewed time.Time) bool {
 	if slices.Equal(held, l.held) {
 		return false
 	}
+	if l.since == nil {
+		l.since = map[int]time.Time{}
+	}
+	for _, b := range held {
+		if _, ok := l.since[b]; !ok {
+			l.since[b] = renewed
+		}
+	}
+	for b := range l.since {
+		if !slices.Contains(held, b) {
+			delete(l.since, b)
+		}
+	}
 	l.held = held
 	l.version++
 	return true
@@ -702,6 +735,9 @@ func (l *leaseState) drop(give []int) ([]int, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.held = slices.DeleteFunc(slices.Clone(l.held), func(b int) bool { return slices.Contains(give, b) })
+	for _, b := range give {
+		delete(l.since, b)
+	}
 	l.version++
 	return l.held, l.version
 }
