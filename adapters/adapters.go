@@ -77,6 +77,23 @@ func Unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
+// HeldBack returns the error of a message not sent because an earlier
+// message with its key failed in the same Publish with cause; earlierFailed
+// is the adapter's own sentinel for it. The error wraps cause, so that what
+// the relay acts on (ErrUnavailable, a context error) shows through, but
+// never cause's permanence: the held-back message was not refused itself and
+// must not be dead-lettered for its predecessor's fault.
+func HeldBack(earlierFailed error, key string, cause error) error {
+	if !errors.Is(cause, ErrPermanent) {
+		return fmt.Errorf("%w (key %q): %w", earlierFailed, key, cause)
+	}
+	err := fmt.Errorf("%w (key %q): %v", earlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
+	if errors.Is(cause, ErrUnavailable) {
+		return Unavailable(err)
+	}
+	return err
+}
+
 // FailAll returns one Result per message, each carrying err. Adapters use it
 // when the whole batch fails before anything is sent.
 func FailAll(n int, err error) []Result {
@@ -99,6 +116,10 @@ type Bounded interface {
 
 // DefaultMaxPublishTime bounds a Publish of a publisher that is not Bounded.
 const DefaultMaxPublishTime = 2 * time.Minute
+
+// BoundSlack is what a Bounded publisher adds to the sum of its own waits
+// for the work between them (building messages, scheduling, a busy machine).
+const BoundSlack = 2 * time.Second
 
 // Checker is implemented by publishers that can tell whether their broker is
 // reachable right now; readiness probes use it. It must not publish.

@@ -2,7 +2,6 @@ package nats
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -25,7 +24,7 @@ var (
 	// ErrEarlierFailed is reported for a message left unsent because an
 	// earlier message with the same partition key failed in the same batch:
 	// sending it would put it in the stream ahead of its predecessor. It
-	// wraps the earlier failure unless that was permanent (see heldBack).
+	// wraps the earlier failure unless that was permanent (see adapters.HeldBack).
 	ErrEarlierFailed = errors.New("nats: not sent, an earlier message with the same partition key failed")
 	// ErrNotCaptured is reported when the stream exists but none of its
 	// subjects takes the message's subject (its event type): the server
@@ -117,24 +116,6 @@ func storeRefusedSize(apiErr *jetstream.APIError) bool {
 // the destination as a whole, and returns it unchanged otherwise.
 func markUnavailable(err error) error {
 	if destinationWide(err) {
-		return adapters.Unavailable(err)
-	}
-	return err
-}
-
-// heldBack is the error of a message held back because an earlier message
-// with its key failed with cause. It wraps cause, so that errors.Is finds in
-// it what the relay acts on (adapters.ErrUnavailable, a context error), but
-// never cause's permanence: the held-back message was not refused itself,
-// and must not be dead-lettered for its predecessor's fault. Of a permanent
-// cause it keeps the text only (and the unavailability, should a cause ever
-// carry both).
-func heldBack(key string, cause error) error {
-	if !errors.Is(cause, adapters.ErrPermanent) {
-		return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
-	}
-	err := fmt.Errorf("%w (partition key %q): %v", ErrEarlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
-	if errors.Is(cause, adapters.ErrUnavailable) {
 		return adapters.Unavailable(err)
 	}
 	return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -54,39 +53,5 @@ func TestAckErrorClasses(t *testing.T) {
 	full := ackError("s", &jetstream.APIError{Code: 503, ErrorCode: errCodeStreamStoreFailed, Description: "maximum bytes exceeded"})
 	if !errors.Is(full, adapters.ErrUnavailable) || errors.Is(full, adapters.ErrPermanent) {
 		t.Errorf("full stream: %v, want unavailable, not permanent", full)
-	}
-}
-
-func TestHeldBack(t *testing.T) {
-	unavailable := adapters.Unavailable(natsgo.ErrDisconnected)
-	permanent := adapters.Permanent(ErrTooLarge)
-	for _, tc := range []struct {
-		name                                      string
-		cause                                     error
-		wantUnavailable, wantCancel, wantSentinel bool
-	}{
-		{"unavailable", unavailable, true, false, true},
-		{"cancelled", fmt.Errorf("publish: %w", context.Canceled), false, true, false},
-		{"permanent", permanent, false, false, false},
-		{"both", adapters.Unavailable(permanent), true, false, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := heldBack("k", tc.cause)
-			if !errors.Is(err, ErrEarlierFailed) || errors.Is(err, adapters.ErrPermanent) {
-				t.Errorf("err = %v, want ErrEarlierFailed and never adapters.ErrPermanent", err)
-			}
-			if got := errors.Is(err, adapters.ErrUnavailable); got != tc.wantUnavailable {
-				t.Errorf("wraps adapters.ErrUnavailable = %v, want %v", got, tc.wantUnavailable)
-			}
-			if got := errors.Is(err, context.Canceled); got != tc.wantCancel {
-				t.Errorf("wraps context.Canceled = %v, want %v", got, tc.wantCancel)
-			}
-			if got := errors.Is(err, natsgo.ErrDisconnected); got != tc.wantSentinel {
-				t.Errorf("wraps the cause's sentinel = %v, want %v", got, tc.wantSentinel)
-			}
-			if want := tc.cause.Error(); !strings.Contains(err.Error(), want) {
-				t.Errorf("err %q does not say the cause %q", err, want)
-			}
-		})
 	}
 }

@@ -300,7 +300,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	}
 	heldBackErr := func(m adapters.Message) error {
 		if f, ok := failed[m.PartitionKey]; ok && m.PartitionKey != "" {
-			return heldBack(m.PartitionKey, f.err)
+			return adapters.HeldBack(ErrEarlierFailed, m.PartitionKey, f.err)
 		}
 		return nil
 	}
@@ -374,12 +374,8 @@ func (p *Publisher) uncapturedBy(ctx context.Context) func(subject string) bool 
 // reconnecting.
 func (p *Publisher) MaxPublishTime(n int) time.Duration {
 	windows := (max(n, 1) + p.cfg.maxPendingAcks - 1) / p.cfg.maxPendingAcks
-	return time.Duration(windows+1)*p.cfg.ackTimeout + boundSlack
+	return time.Duration(windows+1)*p.cfg.ackTimeout + adapters.BoundSlack
 }
-
-// boundSlack is added to MaxPublishTime for the work between the waits:
-// building messages, scheduling, a busy machine.
-const boundSlack = 2 * time.Second
 
 // stopped reports whether err is the caller or Close ending the wait rather
 // than an outcome of the message.

@@ -8,8 +8,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
-
-	"github.com/heraldhq/herald/adapters"
 )
 
 // Sentinel errors callers may test with errors.Is.
@@ -35,7 +33,7 @@ var (
 	// earlier message with the same partition key failed in the same
 	// Publish: sending it would let it overtake its predecessor, which the
 	// relay retries later. It wraps the earlier failure unless that was
-	// permanent (see heldBack).
+	// permanent (see adapters.HeldBack).
 	ErrEarlierFailed = errors.New("servicebus: not sent, an earlier message with the same partition key failed")
 	// ErrSendTimeout is wrapped, with adapters.ErrUnavailable, when a call
 	// into the SDK (the SDK's own retries included) outlived
@@ -112,24 +110,6 @@ func destinationWide(err error) bool {
 	default:
 		return errors.As(err, &linkErr) || errors.As(err, &netErr) || errors.As(err, &credErr)
 	}
-}
-
-// heldBack is the error of a message held back because an earlier message
-// with its key failed with cause. It wraps cause, so that errors.Is finds in
-// it what the relay acts on (adapters.ErrUnavailable, a context error,
-// ErrClosed), but never cause's permanence: the held-back message was not
-// refused itself, and must not be dead-lettered for its predecessor's fault.
-// Of a permanent cause it keeps the text only (and the unavailability,
-// should a cause ever carry both).
-func heldBack(key string, cause error) error {
-	if !errors.Is(cause, adapters.ErrPermanent) {
-		return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
-	}
-	err := fmt.Errorf("%w (partition key %q): %v", ErrEarlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
-	if errors.Is(cause, adapters.ErrUnavailable) {
-		return adapters.Unavailable(err)
-	}
-	return err
 }
 
 // isTooLarge reports whether err is the service (or the link's announced

@@ -242,12 +242,8 @@ func (p *publisher[B]) Publish(ctx context.Context, msgs []adapters.Message) []a
 // alone). The sizes decide how many share a batch, and n alone does not say,
 // so 2n calls is the bound, plus a little slack.
 func (p *publisher[B]) MaxPublishTime(n int) time.Duration {
-	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + boundSlack
+	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + adapters.BoundSlack
 }
-
-// boundSlack is added to MaxPublishTime for the work between calls: mapping
-// events, scheduling, a busy machine.
-const boundSlack = 2 * time.Second
 
 // groups splits msgs (as indexes, each group in publish order) into the sets
 // that may share a batch: all of them, or on a partitioned entity those with
@@ -458,7 +454,7 @@ func (r *run[B]) blocked(i int) error {
 	}
 	if key := r.msgs[i].PartitionKey; key != "" {
 		if cause := r.failedKeys[key]; cause != nil {
-			return heldBack(key, cause)
+			return adapters.HeldBack(ErrEarlierFailed, key, cause)
 		}
 	}
 	return nil

@@ -40,7 +40,7 @@ var (
 	// earlier message of its group (FIFO) or partition key failed in the
 	// same Publish: sending it would put it in the queue ahead of its
 	// predecessor. It wraps the earlier failure unless that was permanent
-	// (see heldBack).
+	// (see adapters.HeldBack).
 	ErrEarlierFailed = errors.New("sqs: not sent, an earlier message with the same ordering key failed")
 	// ErrSendTimeout is wrapped when a SendMessageBatch call outlived
 	// WithSendTimeout. It is transient, and marked adapters.ErrUnavailable:
@@ -275,7 +275,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	for i, m := range msgs {
 		group := p.orderKey(m)
 		if cause := failed[group]; cause != nil {
-			res[i].Err = heldBack(group, cause)
+			res[i].Err = adapters.HeldBack(ErrEarlierFailed, group, cause)
 			continue
 		}
 		e, err := p.prepare(i, m)
@@ -340,12 +340,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 // hold a single message (a call carries at most 1 MiB), so without knowing
 // their sizes nothing smaller than 2n calls bounds n messages.
 func (p *Publisher) MaxPublishTime(n int) time.Duration {
-	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + boundSlack
+	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + adapters.BoundSlack
 }
-
-// boundSlack is added to MaxPublishTime for the work between calls:
-// preparing messages, scheduling, a busy machine.
-const boundSlack = 2 * time.Second
 
 // sendBatch makes one SendMessageBatch call, bounded by WithSendTimeout.
 func (p *Publisher) sendBatch(ctx context.Context, batch []*entry) (*awssqs.SendMessageBatchOutput, error) {
@@ -468,7 +464,7 @@ func holdBack(pending []*entry, singles int, failed map[string]error, res []adap
 	left := singles
 	for n, e := range pending {
 		if cause := failed[e.group]; e.group != "" && cause != nil {
-			res[e.index].Err = heldBack(e.group, cause)
+			res[e.index].Err = adapters.HeldBack(ErrEarlierFailed, e.group, cause)
 			if n < singles {
 				left--
 			}

@@ -2,7 +2,6 @@ package sqs
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -107,24 +106,6 @@ func destinationWide(err error) bool {
 // the destination as a whole, and returns it unchanged otherwise.
 func markUnavailable(err error) error {
 	if destinationWide(err) {
-		return adapters.Unavailable(err)
-	}
-	return err
-}
-
-// heldBack is the error of a message held back because an earlier message
-// of its group (or partition key) failed with cause. It wraps cause, so that
-// errors.Is finds in it what the relay acts on (adapters.ErrUnavailable, a
-// context error, ErrClosed), but never cause's permanence: the held-back
-// message was not refused itself, and must not be dead-lettered for its
-// predecessor's fault. Of a permanent cause it keeps the text only (and the
-// unavailability, should a cause ever carry both).
-func heldBack(group string, cause error) error {
-	if !errors.Is(cause, adapters.ErrPermanent) {
-		return fmt.Errorf("%w (group %q): %w", ErrEarlierFailed, group, cause)
-	}
-	err := fmt.Errorf("%w (group %q): %v", ErrEarlierFailed, group, cause) //nolint:errorlint // deliberately not wrapping the permanence
-	if errors.Is(cause, adapters.ErrUnavailable) {
 		return adapters.Unavailable(err)
 	}
 	return err

@@ -45,7 +45,7 @@ var (
 	// earlier message with the same partition key failed in the same batch,
 	// at that endpoint or before any was tried (too large, say): sending it
 	// would let it overtake its predecessor. It wraps the earlier failure
-	// unless that was permanent (see heldBack).
+	// unless that was permanent (see adapters.HeldBack).
 	ErrEarlierFailed = errors.New("webhook: not sent, an earlier message with the same partition key failed")
 	// ErrTimeout is wrapped when an endpoint did not answer within the
 	// request timeout (WithTimeout). It is transient, and not marked
@@ -138,24 +138,6 @@ func RetryAfter(err error) (time.Duration, bool) {
 	}
 	walk(err)
 	return longest, found
-}
-
-// heldBack is the error of a message held back because an earlier message
-// with its key failed with cause. It wraps cause, so that errors.Is finds in
-// it what the relay acts on (adapters.ErrUnavailable, a context error), but
-// never cause's permanence: the held-back message was not refused itself,
-// and must not be dead-lettered for its predecessor's fault. Of a permanent
-// cause it keeps the text only (and the unavailability, should a cause ever
-// carry both).
-func heldBack(key string, cause error) error {
-	if !errors.Is(cause, adapters.ErrPermanent) {
-		return fmt.Errorf("%w (partition key %q): %w", ErrEarlierFailed, key, cause)
-	}
-	err := fmt.Errorf("%w (partition key %q): %v", ErrEarlierFailed, key, cause) //nolint:errorlint // deliberately not wrapping the permanence
-	if errors.Is(cause, adapters.ErrUnavailable) {
-		return adapters.Unavailable(err)
-	}
-	return err
 }
 
 // combine turns one message's per-endpoint failures into its Result error.

@@ -223,7 +223,7 @@ func (p *Publisher) screen(msgs []adapters.Message, eps, disabled []*endpoint, r
 	failed := map[string]error{} // partition key -> the failure holding it back
 	for i, m := range msgs {
 		if cause := failed[m.PartitionKey]; m.PartitionKey != "" && cause != nil {
-			res[i].Err = heldBack(m.PartitionKey, cause)
+			res[i].Err = adapters.HeldBack(ErrEarlierFailed, m.PartitionKey, cause)
 			continue
 		}
 		switch {
@@ -252,11 +252,8 @@ func (p *Publisher) screen(msgs []adapters.Message, eps, disabled []*endpoint, r
 // only ceil(n / WithConcurrency) timeouts.) Plus a little slack for the
 // observer and disable callbacks and scheduling.
 func (p *Publisher) MaxPublishTime(n int) time.Duration {
-	return time.Duration(max(n, 1))*p.cfg.timeout + boundSlack
+	return time.Duration(max(n, 1))*p.cfg.timeout + adapters.BoundSlack
 }
-
-// boundSlack is added to MaxPublishTime for the work around the requests.
-const boundSlack = 2 * time.Second
 
 // failing updates an endpoint's run of failures with the outcomes of the
 // events sent to it (idx) and returns when the run began, or false when it
@@ -345,7 +342,7 @@ func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapte
 			out[i] = &EndpointError{Endpoint: ep.Name, StatusCode: http.StatusGone,
 				Err: adapters.Permanent(fmt.Errorf("%w: not sent, the endpoint answered 410 to an earlier event", ErrGone))}
 		case earlier != nil:
-			held := &EndpointError{Endpoint: ep.Name, Err: heldBack(msgs[i].PartitionKey, earlier.Err)}
+			held := &EndpointError{Endpoint: ep.Name, Err: adapters.HeldBack(ErrEarlierFailed, msgs[i].PartitionKey, earlier.Err)}
 			if !earlier.permanent() {
 				// It can go no sooner than its predecessor.
 				held.RetryAfter = earlier.RetryAfter
