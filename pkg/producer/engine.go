@@ -190,10 +190,7 @@ func (e *engine) readStage(ctx context.Context) {
 				// that committed late shows up; reading forward instead
 				// held such rows back until the forced pass (p99 over
 				// 500 ms at 1,000 events/s with 16 writers).
-				select {
-				case <-ctx.Done():
-				case <-e.recorded:
-				}
+				e.awaitRecorded(ctx)
 				continue
 			}
 			if atEnd && e.worked.Load() == passWorked && !passStart.IsZero() && !due && newVersion == version {
@@ -272,10 +269,7 @@ func (e *engine) readStage(ctx context.Context) {
 			// Half-open: one small batch at a time until one gets through.
 			limit = min(limit, probeBatch)
 			if e.inflight.Load() > 0 {
-				select {
-				case <-ctx.Done():
-				case <-e.recorded:
-				}
+				e.awaitRecorded(ctx)
 				continue
 			}
 		}
@@ -299,6 +293,17 @@ func (e *engine) readStage(ctx context.Context) {
 			e.inflight.Add(-1)
 			return
 		}
+	}
+}
+
+// awaitRecorded waits until a batch in flight is recorded; it reports false
+// if ctx ended first.
+func (e *engine) awaitRecorded(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-e.recorded:
+		return true
 	}
 }
 
@@ -328,10 +333,8 @@ func (e *engine) skipKeys() []string {
 // ctx has ended.
 func (e *engine) awaitProbe(ctx context.Context) bool {
 	for e.inflight.Load() > 0 {
-		select {
-		case <-ctx.Done():
+		if !e.awaitRecorded(ctx) {
 			return false
-		case <-e.recorded:
 		}
 	}
 	t := time.NewTimer(time.Until(e.breaker.nextProbe()))
@@ -466,15 +469,12 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 	ordered := e.store.Ordered()
 	now := time.Now()
 	keyed := func(key string) bool { return ordered && key != "" }
-	// stopped holds the keys whose earlier row in this batch failed or was
-	// not sent: the adapter holds their later rows back, and so does this.
-	stopped := map[string]bool{}
 	outcomes := make([]outbox.Outcome, 0, len(rows))
 	msgs := make([]adapters.Message, 0, len(rows))
 	sent := make([]int, 0, len(rows)) // index into rows of each message
 	for i, row := range rows {
 		key := row.PartitionKey
-		if keyed(key) && (stopped[key] || e.holds.has(key) || e.parked.has(key)) {
+		if keyed(key) && (e.holds.has(key) || e.parked.has(key)) {
 			continue
 		}
 		if row.AvailableAt.After(now) {
@@ -497,8 +497,7 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			cfg.observer.DeadLettered(row.EventType)
 			cfg.log.Warn("event dead-lettered: invalid payload", "event_id", row.EventID, "error", err)
 			if keyed(key) {
-				stopped[key] = true
-				e.deadHead(key, now)
+				e.deadHead(key, now) // holds the key: its later rows stay unsent
 			}
 			continue
 		}
@@ -508,53 +507,53 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 	}
 	results, cut := e.r.tracedPublish(ctx, msgs)
 	now = time.Now()
-	verdicts, retryAfter, down := e.judge(ctx, msgs, results, cut, now)
-	for j, res := range results {
-		row := rows[sent[j]]
+	j := e.judge(ctx, msgs, results, cut, now)
+	for k, res := range results {
+		row := rows[sent[k]]
 		key := row.PartitionKey
-		if res.Err != nil && (verdicts[j] == heldBack || keyed(key) && stopped[key]) {
-			// Held back behind its key's earlier row: not an attempt. The
-			// next pass reads it again.
-			if !keyed(key) {
-				e.holds.wakeAt(now)
+		if res.Err != nil {
+			switch j.verdicts[k] {
+			case heldBack:
+				// Behind its key's earlier row: not an attempt. The next
+				// pass reads it again (with ordering, after the hold the
+				// earlier row left on the key).
+				if !keyed(key) {
+					e.holds.wakeAt(now)
+				}
+				continue
+			case notSent, destFault:
+				// Not the event's fault: it stays as it was, and its key
+				// waits for a pass that reads it from its head.
+				if keyed(key) {
+					e.holds.add(key, now)
+				} else {
+					e.holds.wakeAt(now)
+				}
+				continue
 			}
-			continue
-		}
-		if res.Err != nil && (verdicts[j] == notSent || verdicts[j] == destFault) {
-			// Not the event's fault: it stays as it was, and its key waits
-			// for a pass that reads it from its head.
-			if keyed(key) {
-				stopped[key] = true
-				e.holds.add(key, now)
-			} else {
-				e.holds.wakeAt(now)
-			}
-			continue
 		}
 		o := outbox.Outcome{Seq: row.Seq}
 		e.r.decide(&o, row, res, now)
 		switch {
 		case o.Dead && keyed(key):
-			stopped[key] = true
 			e.deadHead(key, now)
 		case o.Err != nil && o.Dead:
 		case o.Err != nil && keyed(key):
-			stopped[key] = true
 			e.holds.add(key, o.RetryAt)
 		case o.Err != nil:
 			e.holds.wakeAt(o.RetryAt)
 		}
 		outcomes = append(outcomes, o)
 	}
-	if down != nil {
-		if e.breaker.trip(down, now, retryAfter) {
+	if j.down != nil {
+		if e.breaker.trip(j.down, now, j.retryAfter) {
 			cfg.observer.Paused(true)
 			cfg.log.Warn("destination unavailable: pausing it, no event spends an attempt; probing until it answers",
-				"error", down)
+				"error", j.down)
 		}
 	} else if len(msgs) > 0 {
 		// The destination answered, even if only to refuse events.
-		if d := e.breaker.answered(now, delivered(results)); d > 0 {
+		if d := e.breaker.answered(now, j.delivered); d > 0 {
 			cfg.observer.Paused(false)
 			cfg.log.Info("destination available again: resuming", "down_for", d.Round(time.Millisecond))
 		}
@@ -562,63 +561,68 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 	return outcomes
 }
 
-// judge gives each failed result its verdict, and returns the
-// destination-wide fault of the batch, if it met one (then no failure of the
-// batch is the events' own), with the longest Retry-After it came with.
-func (e *engine) judge(ctx context.Context, msgs []adapters.Message, results []adapters.Result, cut bool, now time.Time) (
-	verdicts []verdict, retryAfter time.Duration, down error) {
-	verdicts = make([]verdict, len(results))
+// judgement is what one batch's results say.
+type judgement struct {
+	verdicts   []verdict // per result; meaningful where the result failed; nil when none did
+	delivered  bool      // something got through
+	down       error     // the batch's destination-wide fault: then no failure is the events' own
+	retryAfter time.Duration
+}
+
+// judge gives each failed result its verdict. A batch with no failure, the
+// hot path, costs one pass over the results.
+func (e *engine) judge(ctx context.Context, msgs []adapters.Message, results []adapters.Result, cut bool, now time.Time) judgement {
+	var j judgement
+	failures := 0
+	for _, res := range results {
+		if res.Err != nil {
+			failures++
+		}
+	}
+	j.delivered = failures < len(results)
+	if failures == 0 {
+		return j
+	}
+	j.verdicts = make([]verdict, len(results))
 	var firstAmbiguous error
-	someDelivered := false
 	failedKeys := map[string]bool{}
-	for j, res := range results {
+	for k, res := range results {
 		if res.Err == nil {
-			someDelivered = true
 			continue
 		}
 		// Adapters hold a key back after a failure whether or not the
-		// relay orders: recognise it either way.
-		if key := msgs[j].PartitionKey; key != "" {
+		// relay orders: what a key's later failures say is its first
+		// failure's story, already judged.
+		if key := msgs[k].PartitionKey; key != "" {
 			if failedKeys[key] {
-				// The adapter held it back: what it says is its
-				// predecessor's story, already judged.
-				verdicts[j] = heldBack
+				j.verdicts[k] = heldBack
 				continue
 			}
 			failedKeys[key] = true
 		}
-		verdicts[j] = classify(res.Err, cut)
+		j.verdicts[k] = classify(res.Err, cut)
 		switch {
-		case verdicts[j] == destFault && down == nil:
-			down = res.Err
-		case verdicts[j] == eventFault && firstAmbiguous == nil:
+		case j.verdicts[k] == destFault && j.down == nil:
+			j.down = res.Err
+		case j.verdicts[k] == eventFault && firstAmbiguous == nil:
 			firstAmbiguous = res.Err
 		}
 	}
-	if down == nil && !someDelivered && firstAmbiguous != nil && e.ambiguous(ctx, now) == destFault {
-		down = firstAmbiguous
+	if j.down == nil && !j.delivered && firstAmbiguous != nil && e.ambiguous(ctx, now) == destFault {
+		j.down = firstAmbiguous
 	}
-	if down == nil {
-		return verdicts, 0, nil
+	if j.down == nil {
+		return j
 	}
-	for j, res := range results {
-		if verdicts[j] == eventFault && res.Err != nil {
-			verdicts[j] = destFault
+	for k, res := range results {
+		if res.Err != nil && j.verdicts[k] == eventFault {
+			j.verdicts[k] = destFault
 		}
-		if verdicts[j] == destFault {
-			retryAfter = max(retryAfter, res.RetryAfter)
-		}
-	}
-	return verdicts, retryAfter, down
-}
-
-func delivered(results []adapters.Result) bool {
-	for _, res := range results {
-		if res.Err == nil {
-			return true
+		if res.Err != nil && j.verdicts[k] == destFault {
+			j.retryAfter = max(j.retryAfter, res.RetryAfter)
 		}
 	}
-	return false
+	return j
 }
 
 // deadHead applies the dead-letter policy to the key of a row just

@@ -95,24 +95,36 @@ func (r *rig) keyed(key string, n int) event.Event {
 	return ev
 }
 
-// failKey fails every message of one partition key until healed, as a broker
-// that refuses one subject would; other keys pass through.
-type failKey struct {
+// refusing fails the messages refuse picks until healed, holding back the
+// later messages of a failed message's key in the same call as the adapters'
+// contract says; the rest go to the real broker. offers counts the messages
+// of key it was handed while unhealed.
+type refusing struct {
 	adapters.Publisher
 	key    string
+	refuse func(adapters.Message) error
 	healed atomic.Bool
-	tries  atomic.Int64 // messages of key handed to Publish
+	offers atomic.Int64
 }
 
-func (f *failKey) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
+var errRefusingHeldBack = errors.New("not sent, an earlier message with the same key failed")
+
+func (f *refusing) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
 	res := make([]adapters.Result, len(msgs))
 	var pass []adapters.Message
 	var at []int
+	failed := map[string]error{}
 	for i, m := range msgs {
-		if m.PartitionKey == f.key {
-			f.tries.Add(1)
-			if !f.healed.Load() {
-				res[i].Err = errors.New("subject refused")
+		if !f.healed.Load() {
+			if m.PartitionKey == f.key {
+				f.offers.Add(1)
+			}
+			if cause, ok := failed[m.PartitionKey]; ok && m.PartitionKey != "" {
+				res[i].Err = adapters.HeldBack(errRefusingHeldBack, m.PartitionKey, cause)
+				continue
+			}
+			if err := f.refuse(m); err != nil {
+				res[i].Err, failed[m.PartitionKey] = err, err
 				continue
 			}
 		}
@@ -123,6 +135,17 @@ func (f *failKey) Publish(ctx context.Context, msgs []adapters.Message) []adapte
 		res[at[j]] = r
 	}
 	return res
+}
+
+// failKey fails every message of key, as a broker that refuses one subject
+// would.
+func failKey(pub adapters.Publisher, key string) *refusing {
+	return &refusing{Publisher: pub, key: key, refuse: func(m adapters.Message) error {
+		if m.PartitionKey == key {
+			return errors.New("subject refused")
+		}
+		return nil
+	}}
 }
 
 // A key whose event fails is held: its later events are neither published
@@ -139,7 +162,7 @@ func TestFailingKeyIsHeldAcrossRelaysAndDeliveredInOrder(t *testing.T) {
 			}
 		}
 		r.writeSequences(300, 30)
-		pub := &failKey{Publisher: r.publisher(), key: "K"}
+		pub := failKey(r.publisher(), "K")
 		opts := []producer.Option{producer.WithBatchSize(50), producer.WithPollInterval(20 * time.Millisecond),
 			producer.WithBackoff(time.Second, time.Second), producer.WithLogger(quiet())}
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -207,41 +206,15 @@ func TestSlowEndpointNeverDeadLettersAnEventItWasNotSent(t *testing.T) {
 	}
 }
 
-// refuseOne refuses one event permanently until healed; the later events
-// of its key in the same call are held back, as adapters do.
-type refuseOne struct {
-	adapters.Publisher
-	id     string
-	key    string
-	healed atomic.Bool
-	offers atomic.Int64 // messages of key handed to Publish while unhealed
-}
-
-func (f *refuseOne) Publish(ctx context.Context, msgs []adapters.Message) []adapters.Result {
-	res := make([]adapters.Result, len(msgs))
-	var pass []adapters.Message
-	var at []int
-	refused := false
-	for i, m := range msgs {
-		if m.PartitionKey == f.key && !f.healed.Load() {
-			f.offers.Add(1)
+// refuseOne refuses the event id permanently, and key's later events with
+// it.
+func refuseOne(pub adapters.Publisher, id, key string) *refusing {
+	return &refusing{Publisher: pub, key: key, refuse: func(m adapters.Message) error {
+		if m.ID == id {
+			return adapters.Permanent(errors.New("refused"))
 		}
-		switch {
-		case m.ID == f.id && !f.healed.Load():
-			res[i].Err = adapters.Permanent(errors.New("refused"))
-			refused = true
-			continue
-		case refused && m.PartitionKey == f.key:
-			res[i].Err = errors.New("not sent, an earlier message with the same key failed")
-			continue
-		}
-		pass = append(pass, m)
-		at = append(at, i)
-	}
-	for j, r := range f.Publisher.Publish(ctx, pass) {
-		res[at[j]] = r
-	}
-	return res
+		return nil
+	}}
 }
 
 // A dead head parks its key (the default): the key's later events wait, and
@@ -271,7 +244,7 @@ func TestDeadLetterPolicyParksOrSkipsTheKey(t *testing.T) {
 						}
 					}
 				}
-				pub := &refuseOne{Publisher: r.publisher(), id: head, key: "K"}
+				pub := refuseOne(r.publisher(), head, "K")
 				relay := producer.New(r.store, pub, producer.WithDeadLetterPolicy(tc.policy),
 					producer.WithPollInterval(20*time.Millisecond), producer.WithLogger(quiet()))
 				runRelay(t, relay)
@@ -363,7 +336,7 @@ func TestHeldBackMessagesSpendNoAttemptWithoutOrdering(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pub := &refuseOne{Publisher: r.publisher(), id: head, key: "K"}
+	pub := refuseOne(r.publisher(), head, "K")
 	relay := producer.New(store, pub, producer.WithPollInterval(20*time.Millisecond), producer.WithLogger(quiet()))
 	runRelay(t, relay)
 	eventually(t, "the rest to be delivered", func() bool { return r.pending() == 0 })
