@@ -393,9 +393,9 @@ func TestSlowEndpointDoesNotDelayHealthyOnes(t *testing.T) {
 	eventually(t, "both healthy endpoints to get every event", func() bool {
 		return healthy[0].n.Load() == n && healthy[1].n.Load() == n
 	})
-	if slowAsked.Load() == 0 {
-		t.Fatal("the slow endpoint was never asked: the test shows nothing")
-	}
+	// Each destination's relay starts on its own: the healthy ones may be
+	// done before the slow one has sent its first request.
+	eventually(t, "the slow endpoint to be asked", func() bool { return slowAsked.Load() > 0 })
 	if got := slowAnswered.Load(); got != 0 {
 		t.Fatalf("the slow endpoint answered %d requests before the healthy ones were done; want 0", got)
 	}
