@@ -1,0 +1,378 @@
+package enricher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
+)
+
+// The bookkeeping tables, created by the outbox migrations (0003_enricher)
+// in the outbox's database, so that they commit with the events.
+const (
+	ProcessedTable  = "herald_enricher_processed"
+	CursorTable     = "herald_enricher_cursor"
+	QuarantineTable = "herald_enricher_quarantine"
+)
+
+// Status is what happened to one audit record handed to a source (the table
+// tail, HTTP ingest or a retry).
+type Status string
+
+const (
+	// StatusEnriched: its events (possibly none, for an action ignored on
+	// purpose) are in the outbox.
+	StatusEnriched Status = "enriched"
+	// StatusQuarantined: it could not be enriched and waits in the
+	// quarantine table with the reason; later records were not held back.
+	StatusQuarantined Status = "quarantined"
+	// StatusDuplicate: its audit id was handled before; nothing was written.
+	StatusDuplicate Status = "duplicate"
+)
+
+// Reason kinds of a quarantined record, for operators and scripts.
+const (
+	KindInvalid  = "invalid"   // a malformed record (ErrInvalidRecord)
+	KindUnmapped = "unmapped"  // no rule for its action (ErrUnmapped)
+	KindNotFound = "not_found" // an entity it names is missing (ErrEntityNotFound)
+	KindFailed   = "failed"    // any other enrichment failure, e.g. a lookup error
+)
+
+// Result is what happened to one audit record.
+type Result struct {
+	AuditID      string
+	Source       string    // the source that handled it: "ingest", "tail:<cursor>", ...
+	CreatedOn    time.Time // the audit record's created_on; zero when unreadable
+	Status       Status
+	EventIDs     []string // the events written, when enriched
+	QuarantineID string   // the quarantine row, when quarantined
+	Kind         string   // the reason's kind, when quarantined
+	Reason       error    // why it was quarantined
+}
+
+// SourceOption configures the sources that feed the enricher: [NewTail],
+// [NewIngestHandler] and [NewQuarantine]. Each ignores the options that are
+// not about it.
+type SourceOption func(*sourceConfig)
+
+type sourceConfig struct {
+	portal       *gorm.DB
+	log          *slog.Logger
+	pollInterval time.Duration
+	overlap      time.Duration
+	batchSize    int
+	cursorName   string
+	observer     func(Result)
+	maxBody      int64
+	maxRecords   int
+}
+
+func newSourceConfig(opts []SourceOption) sourceConfig {
+	c := sourceConfig{
+		log:          slog.New(slog.DiscardHandler),
+		pollInterval: DefaultPollInterval,
+		overlap:      DefaultOverlap,
+		batchSize:    DefaultBatchSize,
+		cursorName:   DefaultCursorName,
+		maxBody:      DefaultMaxBodyBytes,
+		maxRecords:   DefaultMaxRecords,
+	}
+	for _, opt := range opts {
+		opt(&c)
+	}
+	return c
+}
+
+// WithPortal sets the portal's database, where the audit table and the
+// entities live, when it is not the outbox's database (the default). The
+// events, the processed ids and the quarantine are always written to the
+// outbox's database, in one transaction per record; lookups then read the
+// portal outside that transaction.
+func WithPortal(db *gorm.DB) SourceOption { return func(c *sourceConfig) { c.portal = db } }
+
+// WithSourceLogger sets the logger (default: discard); nil keeps the default.
+func WithSourceLogger(l *slog.Logger) SourceOption {
+	return func(c *sourceConfig) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// pipeline handles one audit record at a time: enrich and write, or
+// quarantine, and mark its id processed, in one transaction of the outbox's
+// database.
+type pipeline struct {
+	e      *Enricher
+	db     *gorm.DB // the outbox's database
+	portal *gorm.DB // nil: the outbox's database
+	log    *slog.Logger
+	dia    string
+}
+
+func newPipeline(db *gorm.DB, e *Enricher, c sourceConfig) (*pipeline, error) {
+	if db == nil {
+		return nil, errors.New("enricher: nil outbox database")
+	}
+	if e == nil {
+		return nil, errors.New("enricher: nil Enricher")
+	}
+	dia := db.Name()
+	switch dia {
+	case "sqlite", "postgres", "mysql":
+	default:
+		return nil, fmt.Errorf("enricher: %w: %q", outbox.ErrUnsupportedDialect, dia)
+	}
+	return &pipeline{e: e, db: db, portal: c.portal, log: c.log, dia: dia}, nil
+}
+
+// incoming is a record as a source received it.
+type incoming struct {
+	rec    AuditRecord
+	raw    []byte // the record as received, kept in the quarantine
+	badErr error  // set when the raw form could not even be decoded
+}
+
+// errQuarantine carries an enrichment failure out of the first transaction.
+type errQuarantine struct{ err error }
+
+func (e errQuarantine) Error() string { return e.err.Error() }
+
+var errDuplicate = errors.New("duplicate audit record")
+
+// handle processes one record. source names who delivered it ("tail:<name>",
+// "ingest"); within is run in each committing transaction (the tail advances
+// its cursor there). Only infrastructure failures and a cancelled ctx are
+// returned as errors; a bad record is a quarantined Result.
+func (p *pipeline) handle(ctx context.Context, source string, in incoming, within func(tx *gorm.DB) error) (Result, error) {
+	key := auditKey(in.rec.ID)
+	res := Result{AuditID: key, Source: source, CreatedOn: in.rec.CreatedOn}
+	var enrichErr error
+	if in.badErr == nil {
+		var evs []event.Event
+		err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if key != "" {
+				fresh, err := p.claim(ctx, tx, key, source, in.rec.CreatedOn, StatusEnriched)
+				if err != nil {
+					return err
+				}
+				if !fresh {
+					return errDuplicate
+				}
+			}
+			var err error
+			evs, err = p.e.Events(ctx, p.lookupDB(tx), in.rec)
+			if err == nil {
+				err = outbox.Write(ctx, tx, evs...)
+				if err != nil && !errors.Is(err, event.ErrInvalid) {
+					return fmt.Errorf("audit record %s: %w", key, err)
+				}
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if transient := p.portalDown(ctx, err); transient != nil {
+					return transient
+				}
+				return errQuarantine{err}
+			}
+			if within != nil {
+				return within(tx)
+			}
+			return nil
+		})
+		var q errQuarantine
+		switch {
+		case err == nil:
+			res.Status = StatusEnriched
+			for _, ev := range evs {
+				res.EventIDs = append(res.EventIDs, ev.ID)
+			}
+			return res, nil
+		case errors.Is(err, errDuplicate):
+			res.Status = StatusDuplicate
+			return res, nil
+		case errors.As(err, &q):
+			enrichErr = q.err
+		default:
+			return res, err
+		}
+	} else {
+		enrichErr = in.badErr
+	}
+
+	// The first transaction rolled back (on PostgreSQL a failed lookup aborts
+	// it anyway); a second one quarantines and marks the id processed.
+	qid := uuid.NewString()
+	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if key != "" {
+			created := in.rec.CreatedOn
+			if created.IsZero() {
+				created = time.Now()
+			}
+			fresh, err := p.claim(ctx, tx, key, source, created, StatusQuarantined)
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				return errDuplicate
+			}
+		}
+		if err := p.insertQuarantine(ctx, tx, qid, key, source, in, enrichErr); err != nil {
+			return err
+		}
+		if within != nil {
+			return within(tx)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDuplicate):
+		res.Status = StatusDuplicate
+		return res, nil
+	case err != nil:
+		return res, err
+	}
+	res.Status, res.QuarantineID, res.Kind, res.Reason = StatusQuarantined, qid, kindOf(enrichErr), enrichErr
+	p.log.WarnContext(ctx, "audit record quarantined",
+		slog.String("audit_record_id", key), slog.String("action", in.rec.Name), slog.String("source", source),
+		slog.String("quarantine_id", qid), slog.String("kind", res.Kind), slog.String("reason", enrichErr.Error()))
+	return res, nil
+}
+
+func (p *pipeline) lookupDB(tx *gorm.DB) *gorm.DB {
+	if p.portal != nil {
+		return p.portal
+	}
+	return tx
+}
+
+// portalDown tells a portal that cannot be reached, which is no fault of the
+// record and must not quarantine it, from a lookup that failed for the
+// record's own sake. Record-level errors skip the check.
+func (p *pipeline) portalDown(ctx context.Context, err error) error {
+	if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrUnmapped) || errors.Is(err, ErrEntityNotFound) ||
+		errors.Is(err, event.ErrInvalid) {
+		return nil
+	}
+	db := p.portal
+	if db == nil {
+		db = p.db
+	}
+	sqlDB, dbErr := db.DB()
+	if dbErr == nil {
+		dbErr = sqlDB.PingContext(ctx)
+	}
+	if dbErr != nil {
+		return fmt.Errorf("portal unreachable (%w) while enriching: %w", dbErr, err)
+	}
+	return nil
+}
+
+func kindOf(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidRecord):
+		return KindInvalid
+	case errors.Is(err, ErrUnmapped):
+		return KindUnmapped
+	case errors.Is(err, ErrEntityNotFound):
+		return KindNotFound
+	}
+	return KindFailed
+}
+
+// auditKey is the id a record is deduplicated by: the canonical UUID, or the
+// id as sent when it is no UUID (such a record is quarantined, still once).
+func auditKey(id string) string {
+	if u, err := uuid.Parse(id); err == nil && len(id) == 36 {
+		return u.String()
+	}
+	return strings.TrimSpace(id)
+}
+
+// claim marks key processed; false when it already was. A concurrent claim
+// of the same key waits for this transaction and then finds it taken.
+func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, key, source string, created time.Time, outcome Status) (bool, error) {
+	now := time.Now()
+	q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, outcome, processed_at) VALUES (?, ?, ?, ?, ?)"
+	if p.dia == "mysql" {
+		q = strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1)
+	} else {
+		q += " ON CONFLICT (audit_id) DO NOTHING"
+	}
+	r := tx.WithContext(ctx).Exec(q, key, source, p.encodeTime(created), string(outcome), p.encodeTime(now))
+	if r.Error != nil {
+		return false, fmt.Errorf("mark audit record %s processed: %w", key, r.Error)
+	}
+	return r.RowsAffected == 1, nil
+}
+
+func (p *pipeline) insertQuarantine(ctx context.Context, tx *gorm.DB, qid, key, source string, in incoming, reason error) error {
+	raw := in.raw
+	if raw == nil {
+		var err error
+		if raw, err = json.Marshal(wireOf(in.rec)); err != nil {
+			return fmt.Errorf("quarantine audit record %s: encode: %w", key, err)
+		}
+	}
+	now := p.encodeTime(time.Now())
+	err := tx.WithContext(ctx).Exec("INSERT INTO "+QuarantineTable+
+		" (id, audit_id, action, source, kind, reason, record, attempts, first_seen_at, last_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+		qid, key, in.rec.Name, source, kindOf(reason), reason.Error(), string(raw), now, now).Error
+	if err != nil {
+		return fmt.Errorf("quarantine audit record %s: %w", key, err)
+	}
+	return nil
+}
+
+// sqliteTime is the fixed-width form the enricher's SQLite tables hold, so
+// that string order is time order.
+const sqliteTime = "2006-01-02T15:04:05.000000Z"
+
+func (p *pipeline) encodeTime(t time.Time) any {
+	if p.dia == "sqlite" {
+		return t.UTC().Format(sqliteTime)
+	}
+	return t.UTC()
+}
+
+// decodeTime reads a timestamp column as the drivers return it: time.Time,
+// or text on SQLite, where a time without a zone is UTC.
+func decodeTime(v any) (time.Time, error) {
+	var s string
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC(), nil
+	case string:
+		s = x
+	case []byte:
+		s = string(x)
+	case nil:
+		return time.Time{}, nil
+	default:
+		return time.Time{}, fmt.Errorf("timestamp: unexpected %T", v)
+	}
+	s = strings.TrimSpace(s)
+	for _, layout := range [...]string{
+		time.RFC3339Nano,
+		"2006-01-02T15:04:05.999999999",
+		"2006-01-02 15:04:05.999999999Z07:00",
+		"2006-01-02 15:04:05.999999999",
+		"2006-01-02 15:04:05.999999999 -0700 MST",
+	} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("timestamp: %q is not a timestamp", s)
+}
