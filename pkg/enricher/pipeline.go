@@ -44,6 +44,7 @@ const (
 	KindInvalid  = "invalid"   // a malformed record (ErrInvalidRecord)
 	KindUnmapped = "unmapped"  // no rule for its action (ErrUnmapped)
 	KindNotFound = "not_found" // an entity it names is missing (ErrEntityNotFound)
+	KindTooLarge = "too_large" // an event larger than the main destination takes (ErrEventTooLarge)
 	KindFailed   = "failed"    // any other enrichment failure, e.g. a lookup error
 )
 
@@ -74,6 +75,7 @@ type sourceConfig struct {
 	observer     func(Result)
 	maxBody      int64
 	maxRecords   int
+	maxEvent     int // bytes; 0: no limit
 }
 
 func newSourceConfig(opts []SourceOption) sourceConfig {
@@ -90,6 +92,24 @@ func newSourceConfig(opts []SourceOption) sourceConfig {
 		opt(&c)
 	}
 	return c
+}
+
+// ErrEventTooLarge marks a record whose event is larger than the main
+// destination accepts ([WithMaxEventBytes]). Such a record is quarantined by
+// the enricher, where `herald enrich retry` reaches it, rather than written
+// to the outbox only to be dead-lettered by the relay.
+var ErrEventTooLarge = errors.New("event larger than the main destination accepts")
+
+// WithMaxEventBytes sets the largest event, in bytes of its JSON form as the
+// outbox stores it, that the main destination accepts (0, the default: no
+// limit). A record whose event is larger is quarantined with the size and
+// the limit as its reason.
+func WithMaxEventBytes(n int) SourceOption {
+	return func(c *sourceConfig) {
+		if n >= 0 {
+			c.maxEvent = n
+		}
+	}
 }
 
 // WithPortal sets the portal's database, where the audit table and the
@@ -117,6 +137,8 @@ type pipeline struct {
 	portal *gorm.DB // nil: the outbox's database
 	log    *slog.Logger
 	dia    string
+	// maxEvent is the main destination's largest event in bytes; 0: no limit.
+	maxEvent int
 }
 
 func newPipeline(db *gorm.DB, e *Enricher, c sourceConfig) (*pipeline, error) {
@@ -132,7 +154,26 @@ func newPipeline(db *gorm.DB, e *Enricher, c sourceConfig) (*pipeline, error) {
 	default:
 		return nil, fmt.Errorf("enricher: %w: %q", outbox.ErrUnsupportedDialect, dia)
 	}
-	return &pipeline{e: e, db: db, portal: c.portal, log: c.log, dia: dia}, nil
+	return &pipeline{e: e, db: db, portal: c.portal, log: c.log, dia: dia, maxEvent: c.maxEvent}, nil
+}
+
+// fits fails with ErrEventTooLarge, naming the size and the limit, when an
+// event is larger than the main destination accepts.
+func (p *pipeline) fits(evs []event.Event) error {
+	if p.maxEvent <= 0 {
+		return nil
+	}
+	for _, ev := range evs {
+		b, err := ev.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("event %s: %w", ev.ID, err)
+		}
+		if len(b) > p.maxEvent {
+			return fmt.Errorf("event %s (%s) is %d bytes, the main destination accepts at most %d: %w",
+				ev.ID, ev.Type, len(b), p.maxEvent, ErrEventTooLarge)
+		}
+	}
+	return nil
 }
 
 // incoming is a record as a source received it.
@@ -171,6 +212,9 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 			}
 			var err error
 			evs, err = p.e.Events(ctx, p.lookupDB(tx), in.rec)
+			if err == nil {
+				err = p.fits(evs)
+			}
 			if err == nil {
 				err = outbox.Write(ctx, tx, evs...)
 				if err != nil && !errors.Is(err, event.ErrInvalid) {
@@ -250,35 +294,6 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 	return res, nil
 }
 
-func (p *pipeline) lookupDB(tx *gorm.DB) *gorm.DB {
-	if p.portal != nil {
-		return p.portal
-	}
-	return tx
-}
-
-// portalDown tells a portal that cannot be reached, which is no fault of the
-// record and must not quarantine it, from a lookup that failed for the
-// record's own sake. Record-level errors skip the check.
-func (p *pipeline) portalDown(ctx context.Context, err error) error {
-	if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrUnmapped) || errors.Is(err, ErrEntityNotFound) ||
-		errors.Is(err, event.ErrInvalid) {
-		return nil
-	}
-	db := p.portal
-	if db == nil {
-		db = p.db
-	}
-	sqlDB, dbErr := db.DB()
-	if dbErr == nil {
-		dbErr = sqlDB.PingContext(ctx)
-	}
-	if dbErr != nil {
-		return fmt.Errorf("portal unreachable (%w) while enriching: %w", dbErr, err)
-	}
-	return nil
-}
-
 func kindOf(err error) string {
 	switch {
 	case errors.Is(err, ErrInvalidRecord):
@@ -287,6 +302,8 @@ func kindOf(err error) string {
 		return KindUnmapped
 	case errors.Is(err, ErrEntityNotFound):
 		return KindNotFound
+	case errors.Is(err, ErrEventTooLarge):
+		return KindTooLarge
 	}
 	return KindFailed
 }

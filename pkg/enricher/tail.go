@@ -18,6 +18,10 @@ const (
 	DefaultCursorName   = "events"
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxRecords   = 500
+	// DefaultProcessedRetention is how long the processed ids are kept after
+	// the record was handled, so that `herald enrich verify` can account for
+	// every audit row of that period.
+	DefaultProcessedRetention = 7 * 24 * time.Hour
 )
 
 // WithPollInterval sets how long the tail waits between polls (default 1s).
