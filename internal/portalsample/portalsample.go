@@ -1,6 +1,6 @@
 // Package portalsample is the data-product portal's sample scenario: its
 // tables and one consistent set of entities and audit records, for Herald's
-// demo and tests. It runs on SQLite and PostgreSQL.
+// demo and tests. It runs on SQLite, PostgreSQL and MySQL/MariaDB.
 //
 // schema.sql and seed.sql are copies of the shared portal fixture; schema.sql
 // differs in one column default, explained at its top. showcase.sql continues
@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	_ "embed"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ import (
 
 //go:embed schema.sql
 var schemaSQL string
+
+//go:embed schema_mysql.sql
+var schemaMySQL string
 
 //go:embed seed.sql
 var seedSQL string
@@ -38,7 +42,11 @@ type script struct{ name, sql string }
 // transaction: a failure leaves no half-loaded portal behind. The seed's
 // inserts fail on a database that already holds the scenario.
 func Load(ctx context.Context, db *gorm.DB) error {
-	return run(ctx, db, script{"schema.sql", schemaSQL}, script{"seed.sql", seedSQL})
+	schema := script{"schema.sql", schemaSQL}
+	if db.Name() == "mysql" {
+		schema = script{"schema_mysql.sql", schemaMySQL}
+	}
+	return run(ctx, db, schema, script{"seed.sql", seedSQL})
 }
 
 // LoadShowcase continues a loaded scenario (see [Load]) with showcase.sql, in
@@ -48,10 +56,19 @@ func LoadShowcase(ctx context.Context, db *gorm.DB) error {
 	return run(ctx, db, script{"showcase.sql", showcaseSQL})
 }
 
+// rfc3339Literal is a UTC time literal as the scripts write it.
+var rfc3339Literal = regexp.MustCompile(`'(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)Z'`)
+
 func run(ctx context.Context, db *gorm.DB, scripts ...script) error {
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, file := range scripts {
-			for i, stmt := range splitStatements(file.sql) {
+			text := file.sql
+			if db.Name() == "mysql" {
+				// MySQL's DATETIME takes neither the T nor the zone; the
+				// scripts' times are UTC, which is what the column holds.
+				text = rfc3339Literal.ReplaceAllString(text, "'$1 $2'")
+			}
+			for i, stmt := range splitStatements(text) {
 				// Straight to the driver: gorm's Exec would scan the text for
 				// placeholders, and a literal may contain '?' or '@'.
 				if _, err := tx.Statement.ConnPool.ExecContext(ctx, stmt); err != nil {

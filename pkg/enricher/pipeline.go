@@ -70,6 +70,9 @@ type sourceConfig struct {
 	log          *slog.Logger
 	pollInterval time.Duration
 	overlap      time.Duration
+	sweepEvery   time.Duration
+	lookback     time.Duration
+	retention    time.Duration
 	batchSize    int
 	cursorName   string
 	observer     func(Result)
@@ -83,6 +86,9 @@ func newSourceConfig(opts []SourceOption) sourceConfig {
 		log:          slog.New(slog.DiscardHandler),
 		pollInterval: DefaultPollInterval,
 		overlap:      DefaultOverlap,
+		sweepEvery:   DefaultSweepEvery,
+		lookback:     DefaultLookback,
+		retention:    DefaultProcessedRetention,
 		batchSize:    DefaultBatchSize,
 		cursorName:   DefaultCursorName,
 		maxBody:      DefaultMaxBodyBytes,
@@ -157,6 +163,89 @@ func newPipeline(db *gorm.DB, e *Enricher, c sourceConfig) (*pipeline, error) {
 	return &pipeline{e: e, db: db, portal: c.portal, log: c.log, dia: dia, maxEvent: c.maxEvent}, nil
 }
 
+// events maps rec through the Enricher, reading the portal as tx sees it,
+// and checks that the main destination accepts them. It writes nothing.
+func (p *pipeline) events(ctx context.Context, tx *gorm.DB, rec AuditRecord) ([]event.Event, error) {
+	evs, err := p.e.Events(ctx, p.lookupDB(tx), rec)
+	if err == nil {
+		err = p.fits(evs)
+	}
+	return evs, err
+}
+
+// handleBatch handles records like handle, all in one transaction, which is
+// what lets a bulk change through at thousands of records a second. A record
+// that cannot be enriched rolls the batch back, and the batch is then
+// handled one record per transaction, so that the record is quarantined
+// alone and the others are enriched as usual. within is run once in the
+// batch's transaction (or in each record's).
+func (p *pipeline) handleBatch(ctx context.Context, source string, ins []incoming, within func(tx *gorm.DB) error) ([]Result, error) {
+	if len(ins) == 1 {
+		res, err := p.handle(ctx, source, ins[0], within)
+		return []Result{res}, err
+	}
+	results := make([]Result, len(ins))
+	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var all []event.Event
+		for i, in := range ins {
+			key := auditKey(in.rec.ID)
+			results[i] = Result{AuditID: key, Source: source, CreatedOn: in.rec.CreatedOn}
+			if in.badErr != nil || key == "" {
+				return errQuarantine{in.badErr}
+			}
+			fresh, err := p.claim(ctx, tx, key, source, in, StatusEnriched)
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				results[i].Status = StatusDuplicate
+				continue
+			}
+			evs, err := p.events(ctx, tx, in.rec)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if transient := p.portalDown(ctx, err); transient != nil {
+					return transient
+				}
+				return errQuarantine{err}
+			}
+			results[i].Status = StatusEnriched
+			for _, ev := range evs {
+				results[i].EventIDs = append(results[i].EventIDs, ev.ID)
+			}
+			all = append(all, evs...)
+		}
+		if err := outbox.Write(ctx, tx, all...); err != nil {
+			if errors.Is(err, event.ErrInvalid) {
+				return errQuarantine{err}
+			}
+			return fmt.Errorf("write %d audit records' events: %w", len(ins), err)
+		}
+		if within != nil {
+			return within(tx)
+		}
+		return nil
+	})
+	var q errQuarantine
+	switch {
+	case err == nil:
+		return results, nil
+	case !errors.As(err, &q):
+		return nil, err
+	}
+	results = results[:0]
+	for _, in := range ins {
+		res, err := p.handle(ctx, source, in, within)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
 // fits fails with ErrEventTooLarge, naming the size and the limit, when an
 // event is larger than the main destination accepts.
 func (p *pipeline) fits(evs []event.Event) error {
@@ -179,6 +268,7 @@ func (p *pipeline) fits(evs []event.Event) error {
 // incoming is a record as a source received it.
 type incoming struct {
 	rec    AuditRecord
+	xid    int64  // the writing transaction on a PostgreSQL portal, from the tail; 0: unknown
 	raw    []byte // the record as received, kept in the quarantine
 	badErr error  // set when the raw form could not even be decoded
 }
@@ -202,7 +292,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 		var evs []event.Event
 		err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			if key != "" {
-				fresh, err := p.claim(ctx, tx, key, source, in.rec.CreatedOn, StatusEnriched)
+				fresh, err := p.claim(ctx, tx, key, source, in, StatusEnriched)
 				if err != nil {
 					return err
 				}
@@ -211,10 +301,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 				}
 			}
 			var err error
-			evs, err = p.e.Events(ctx, p.lookupDB(tx), in.rec)
-			if err == nil {
-				err = p.fits(evs)
-			}
+			evs, err = p.events(ctx, tx, in.rec)
 			if err == nil {
 				err = outbox.Write(ctx, tx, evs...)
 				if err != nil && !errors.Is(err, event.ErrInvalid) {
@@ -260,11 +347,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 	qid := uuid.NewString()
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if key != "" {
-			created := in.rec.CreatedOn
-			if created.IsZero() {
-				created = time.Now()
-			}
-			fresh, err := p.claim(ctx, tx, key, source, created, StatusQuarantined)
+			fresh, err := p.claim(ctx, tx, key, source, in, StatusQuarantined)
 			if err != nil {
 				return err
 			}
@@ -319,15 +402,24 @@ func auditKey(id string) string {
 
 // claim marks key processed; false when it already was. A concurrent claim
 // of the same key waits for this transaction and then finds it taken.
-func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, key, source string, created time.Time, outcome Status) (bool, error) {
+// A record without a created_on is marked with none, so that no pruning by
+// time ever forgets it.
+func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, key, source string, in incoming, outcome Status) (bool, error) {
 	now := time.Now()
-	q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, outcome, processed_at) VALUES (?, ?, ?, ?, ?)"
+	q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, xid, outcome, processed_at) VALUES (?, ?, ?, ?, ?, ?)"
 	if p.dia == "mysql" {
 		q = strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1)
 	} else {
 		q += " ON CONFLICT (audit_id) DO NOTHING"
 	}
-	r := tx.WithContext(ctx).Exec(q, key, source, p.encodeTime(created), string(outcome), p.encodeTime(now))
+	var created, xid any
+	if !in.rec.CreatedOn.IsZero() {
+		created = p.encodeTime(in.rec.CreatedOn)
+	}
+	if in.xid != 0 {
+		xid = in.xid
+	}
+	r := tx.WithContext(ctx).Exec(q, key, source, created, xid, string(outcome), p.encodeTime(now))
 	if r.Error != nil {
 		return false, fmt.Errorf("mark audit record %s processed: %w", key, r.Error)
 	}

@@ -12,8 +12,10 @@ import (
 
 // Defaults of the sources.
 const (
-	DefaultPollInterval = time.Second
-	DefaultOverlap      = 5 * time.Minute
+	DefaultPollInterval = 250 * time.Millisecond
+	DefaultOverlap      = 10 * time.Second
+	DefaultSweepEvery   = 10 * time.Second
+	DefaultLookback     = 24 * time.Hour
 	DefaultBatchSize    = 500
 	DefaultCursorName   = "events"
 	DefaultMaxBodyBytes = 1 << 20
@@ -24,7 +26,7 @@ const (
 	DefaultProcessedRetention = 7 * 24 * time.Hour
 )
 
-// WithPollInterval sets how long the tail waits between polls (default 1s).
+// WithPollInterval sets how long the tail waits between polls (default 250ms).
 func WithPollInterval(d time.Duration) SourceOption {
 	return func(c *sourceConfig) {
 		if d > 0 {
@@ -34,9 +36,8 @@ func WithPollInterval(d time.Duration) SourceOption {
 }
 
 // WithOverlap sets how far before the latest processed created_on each poll
-// reads again (default 5m): the longest a portal transaction may stay open
-// and still have its audit row tailed where the database cannot tell the
-// tail about open transactions (see [Tail]). Zero is allowed.
+// reads again (default 10s), so that a row committed a little late is
+// enriched at the next poll rather than at the next sweep. Zero is allowed.
 func WithOverlap(d time.Duration) SourceOption {
 	return func(c *sourceConfig) {
 		if d >= 0 {
@@ -45,7 +46,42 @@ func WithOverlap(d time.Duration) SourceOption {
 	}
 }
 
-// WithBatchSize sets how many audit rows the tail reads per query (default 500).
+// WithSweepEvery sets how often the tail sweeps the audit table for rows its
+// read window cannot see (default 10s; see [Tail]). Zero sweeps at every poll.
+func WithSweepEvery(d time.Duration) SourceOption {
+	return func(c *sourceConfig) {
+		if d >= 0 {
+			c.sweepEvery = d
+		}
+	}
+}
+
+// WithLookback sets how far back from the database's now() the sweep reads on
+// MySQL/MariaDB and SQLite (default 24h, more than any time zone's offset):
+// a row dated earlier than that when it commits is found only by
+// `herald enrich verify`. On PostgreSQL the sweep follows transaction ids
+// and needs no lookback.
+func WithLookback(d time.Duration) SourceOption {
+	return func(c *sourceConfig) {
+		if d > 0 {
+			c.lookback = d
+		}
+	}
+}
+
+// WithProcessedRetention sets how long a processed id is kept after its
+// record was handled (default 7 days): the period `herald enrich verify` can
+// check. It is raised to the lookback when shorter.
+func WithProcessedRetention(d time.Duration) SourceOption {
+	return func(c *sourceConfig) {
+		if d > 0 {
+			c.retention = d
+		}
+	}
+}
+
+// WithBatchSize sets how many audit rows the tail reads per query and
+// handles per transaction (default 500).
 func WithBatchSize(n int) SourceOption {
 	return func(c *sourceConfig) {
 		if n > 0 {
@@ -69,49 +105,55 @@ func WithCursorName(name string) SourceOption {
 func WithObserver(fn func(Result)) SourceOption { return func(c *sourceConfig) { c.observer = fn } }
 
 // Tail follows the portal's audit table (`events`) and feeds every new row
-// through the Enricher into the outbox.
+// through the Enricher into the outbox. No committed audit row is passed
+// over, whatever its created_on says.
 //
 // The audit table has no column that grows in commit order: ids are random
-// UUIDs, and created_on is the start of the portal transaction, so a row of a
-// long transaction becomes visible after rows with later created_on values
-// have been read. A cursor "created_on > last seen" would skip it. The tail
-// therefore keeps two things in the outbox database:
+// UUIDs, and created_on is written by the portal's session: the start of its
+// transaction (so a long transaction's row becomes visible after rows with
+// later values have been read), shifted by hours when the session's time
+// zone is not UTC, skewed between portal replicas, or NULL. The tail
+// therefore reads in two ways, and keeps what it handled in the outbox
+// database (herald_enricher_processed), so that a row read twice is
+// enriched once:
 //
-//   - a cursor row: high_water, the latest created_on it has processed, and
-//     read_from, where the next poll starts reading;
-//   - the processed ids (herald_enricher_processed), so that a row read again
-//     is recognised and skipped.
+//   - Every poll reads the window: rows with created_on >= read_from, where
+//     read_from trails the latest created_on processed (high_water) by the
+//     overlap ([WithOverlap]). high_water never passes the database's own
+//     now(), so a row dated in the future cannot carry the window past the
+//     rows after it. This is what keeps the latency low.
+//   - Every sweep ([WithSweepEvery]) finds the rows the window cannot see.
+//     On PostgreSQL it follows commit order: it reads the rows written by
+//     transactions with an id at or after read_xid (the row's xmin), and
+//     then moves read_xid to the oldest transaction still open when it
+//     began (pg_snapshot_xmin), since every row of an earlier transaction
+//     was visible to it. Rows dated in the past, in the future or NULL, and
+//     rows of transactions open for any length of time, are all found.
+//     On MySQL/MariaDB and SQLite, which offer no such order, it reads the
+//     rows dated after now() minus the lookback ([WithLookback], 24h) and
+//     those with no date.
 //
-// Each poll reads every row with created_on >= read_from (in pages, by
-// created_on and id) and handles those whose id is not processed yet. Each
-// row is enriched, its events written, its id marked processed and the
-// high_water advanced in ONE transaction, so a crash at any point loses
-// nothing and doubles nothing: a committed row is skipped on the next read,
-// an uncommitted one is read again. A record that cannot be enriched is
-// quarantined in that same kind of transaction, so it never blocks the rows
-// after it.
+// A row the tail cannot place in the audit trail's order (created_on NULL
+// or unreadable) is quarantined with that reason, never passed over. Each
+// batch of rows is enriched, its events written, its ids marked processed
+// and high_water advanced in ONE transaction, so a crash at any point loses
+// nothing and doubles nothing; a record that cannot be enriched is
+// quarantined in a transaction of its own, so it never blocks the rest.
 //
-// After the poll, read_from moves to high_water minus the overlap
-// ([WithOverlap]) and processed ids older than read_from are pruned. The
-// assumption is that no portal transaction stays open longer than the
-// overlap: a row whose created_on is already before read_from when it
-// commits is never read. On PostgreSQL the tail does better: at the start of
-// each poll it reads the start time of the oldest open transaction in the
-// portal's database (pg_stat_activity.xact_start, which is exactly what the
-// portal's created_on holds) and never moves read_from past it, so a
-// transaction of any length is caught. That needs the tail's role to see
-// other sessions' xact_start (the portal's own role, a superuser, or
-// pg_read_all_stats); where it cannot, or on SQLite and MySQL, the overlap
-// alone protects. If an open transaction older than read_from is seen
-// anyway, the tail logs a warning naming it: its audit row would be missed.
+// Processed ids are kept for the retention period ([WithProcessedRetention])
+// and, beyond it, while the window or a sweep could still read their row.
+// Audit rows are taken to be insert-only: a row updated in place gets a new
+// xmin on PostgreSQL and is read again; if its id was pruned by then, it is
+// enriched again.
 //
-// read_from never moves backwards, since the ids before it are pruned and
-// rows there would be enriched twice.
+// A Tail's Poll and Run must not be called concurrently.
 type Tail struct {
 	p        *pipeline
 	cfg      sourceConfig
 	source   string
 	auditDia string // the portal's dialect
+
+	lastSweep time.Time // when the last sweep began; zero: none yet
 }
 
 // NewTail returns a tail of the audit table in the portal's database that
@@ -119,6 +161,7 @@ type Tail struct {
 // The outbox migrations must have been applied to db.
 func NewTail(db *gorm.DB, e *Enricher, opts ...SourceOption) (*Tail, error) {
 	cfg := newSourceConfig(opts)
+	cfg.retention = max(cfg.retention, cfg.lookback)
 	p, err := newPipeline(db, e, cfg)
 	if err != nil {
 		return nil, err
@@ -138,13 +181,14 @@ func (t *Tail) portalDB() *gorm.DB {
 	return t.p.db
 }
 
-// Run polls until ctx ends and then returns nil once the record in hand is
+// Run polls until ctx ends and then returns nil once the batch in hand is
 // committed or rolled back. A failing poll (the database is down) is logged
 // and tried again after the poll interval.
 func (t *Tail) Run(ctx context.Context) error {
 	log := t.p.log.With(slog.String("cursor", t.cfg.cursorName))
 	log.InfoContext(ctx, "enricher tail started",
-		slog.Duration("poll_interval", t.cfg.pollInterval), slog.Duration("overlap", t.cfg.overlap))
+		slog.Duration("poll_interval", t.cfg.pollInterval), slog.Duration("overlap", t.cfg.overlap),
+		slog.Duration("sweep_every", t.cfg.sweepEvery))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -162,7 +206,8 @@ func (t *Tail) Run(ctx context.Context) error {
 				slog.Duration("retry_in", t.cfg.pollInterval))
 		case st.Enriched+st.Quarantined > 0:
 			log.InfoContext(ctx, "enricher tail poll", slog.Int("enriched", st.Enriched),
-				slog.Int("quarantined", st.Quarantined), slog.Int("skipped", st.Duplicates))
+				slog.Int("quarantined", st.Quarantined), slog.Int("skipped", st.Duplicates),
+				slog.Int("found_by_sweep", st.Swept))
 		}
 		timer.Reset(t.cfg.pollInterval)
 	}
@@ -170,27 +215,49 @@ func (t *Tail) Run(ctx context.Context) error {
 
 // PollStats counts what one poll did.
 type PollStats struct {
-	Read        int // rows read in the window
+	Read        int // rows read
 	Enriched    int
 	Quarantined int
 	Duplicates  int // rows read again and skipped: processed before
+	Swept       int // rows handled that only the sweep found
+}
+
+func (s *PollStats) count(res Result) {
+	switch res.Status {
+	case StatusEnriched:
+		s.Enriched++
+	case StatusQuarantined:
+		s.Quarantined++
+	case StatusDuplicate:
+		s.Duplicates++
+	}
 }
 
 // cursor is the tail's row in herald_enricher_cursor.
 type cursor struct {
 	readFrom, highWater nullTime
+	readXID             sql.NullInt64 // PostgreSQL portal: where the sweep starts
 }
 
-// Poll reads the window once, handles every row not processed yet, then
-// moves the window. It returns early with ctx's error when ctx ends.
+// clock is what the portal database says at the start of a poll.
+type clock struct {
+	now time.Time
+	// The PostgreSQL snapshot: every transaction with an id below xmin had
+	// ended; none at or above xmax had started. Zero elsewhere.
+	xmin, xmax int64
+}
+
+// Poll reads the window once, and sweeps when a sweep is due, handles every
+// row not processed yet, then moves the window. It returns early with ctx's
+// error when ctx ends.
 func (t *Tail) Poll(ctx context.Context) (PollStats, error) {
 	var st PollStats
 	if err := t.ensureCursor(ctx); err != nil {
 		return st, err
 	}
-	// Before reading: a transaction that is not open now either committed
-	// (its rows are visible to the reads below) or starts later than now.
-	oldestOpen, err := t.oldestOpenTransaction(ctx)
+	// Read before the rows: a transaction the snapshot saw ended has its
+	// rows visible to the reads below.
+	clk, err := t.readClock(ctx)
 	if err != nil {
 		return st, err
 	}
@@ -198,56 +265,17 @@ func (t *Tail) Poll(ctx context.Context) (PollStats, error) {
 	if err != nil {
 		return st, err
 	}
-	if !oldestOpen.IsZero() && cur.readFrom.valid && oldestOpen.Before(cur.readFrom.t) {
-		t.p.log.WarnContext(ctx, "a portal transaction has been open since before the tail's read window; an audit row it writes will be missed",
-			slog.Time("transaction_start", oldestOpen), slog.Time("read_from", cur.readFrom.t))
+	if err := t.readWindow(ctx, clk, cur.readFrom, &st); err != nil {
+		return st, err
 	}
-
-	var after *pageKey
-	for {
-		page, err := t.readPage(ctx, cur.readFrom, after)
-		if err != nil {
+	if t.cfg.sweepEvery == 0 || t.lastSweep.IsZero() || time.Since(t.lastSweep) >= t.cfg.sweepEvery {
+		started := time.Now()
+		if err := t.sweep(ctx, clk, cur, &st); err != nil {
 			return st, err
 		}
-		st.Read += len(page)
-		if len(page) == 0 {
-			break
-		}
-		done, err := t.processedIDs(ctx, page)
-		if err != nil {
-			return st, err
-		}
-		for _, row := range page {
-			if done[auditKey(row.rec.ID)] {
-				st.Duplicates++
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return st, err
-			}
-			res, err := t.p.handle(ctx, t.source, incoming{rec: row.rec, badErr: row.err}, t.advance(row.rec.CreatedOn))
-			if err != nil {
-				return st, err
-			}
-			switch res.Status {
-			case StatusEnriched:
-				st.Enriched++
-			case StatusQuarantined:
-				st.Quarantined++
-			case StatusDuplicate:
-				st.Duplicates++
-			}
-			if t.cfg.observer != nil {
-				t.cfg.observer(res)
-			}
-		}
-		if len(page) < t.cfg.batchSize {
-			break
-		}
-		last := page[len(page)-1]
-		after = &last.key
+		t.lastSweep = started
 	}
-	return st, t.moveWindow(ctx, cur, oldestOpen)
+	return st, t.moveWindow(ctx, clk, cur)
 }
 
 func (t *Tail) ensureCursor(ctx context.Context) error {
@@ -265,11 +293,165 @@ func (t *Tail) ensureCursor(ctx context.Context) error {
 
 func (t *Tail) readCursor(ctx context.Context) (cursor, error) {
 	var c cursor
-	row := t.p.db.WithContext(ctx).Raw("SELECT read_from, high_water FROM "+CursorTable+" WHERE name = ?", t.cfg.cursorName).Row()
-	if err := row.Scan(&c.readFrom, &c.highWater); err != nil {
+	row := t.p.db.WithContext(ctx).Raw("SELECT read_from, high_water, read_xid FROM "+CursorTable+" WHERE name = ?", t.cfg.cursorName).Row()
+	if err := row.Scan(&c.readFrom, &c.highWater, &c.readXID); err != nil {
 		return c, fmt.Errorf("enricher tail: read cursor: %w", err)
 	}
 	return c, nil
+}
+
+// readClock reads the portal database's now() and, on PostgreSQL, its
+// current snapshot's bounds.
+func (t *Tail) readClock(ctx context.Context) (clock, error) {
+	var c clock
+	var now any
+	var err error
+	db := t.portalDB().WithContext(ctx)
+	switch t.auditDia {
+	case "postgres":
+		err = db.Raw(`SELECT clock_timestamp(), pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint
+FROM (SELECT pg_current_snapshot() AS s) snap`).Row().Scan(&now, &c.xmin, &c.xmax)
+	case "mysql":
+		err = db.Raw("SELECT UTC_TIMESTAMP(6)").Row().Scan(&now)
+	default:
+		err = db.Raw("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").Row().Scan(&now)
+	}
+	if err == nil {
+		c.now, err = decodeTime(now)
+	}
+	if err != nil {
+		return c, fmt.Errorf("enricher tail: read the portal database's clock: %w", err)
+	}
+	return c, nil
+}
+
+// readWindow handles the rows with created_on >= from (every row while the
+// tail has processed none), in pages.
+func (t *Tail) readWindow(ctx context.Context, clk clock, from nullTime, st *PollStats) error {
+	var after *pageKey
+	for {
+		page, err := t.readPage(ctx, clk, from, after)
+		if err != nil {
+			return err
+		}
+		st.Read += len(page)
+		if err := t.handleRows(ctx, clk, page, st, false); err != nil {
+			return err
+		}
+		if len(page) < t.cfg.batchSize {
+			return nil
+		}
+		last := page[len(page)-1]
+		after = &last.key
+	}
+}
+
+// sweep finds and handles the rows the window cannot see. On PostgreSQL the
+// first sweep of a cursor only records where sweeping starts: a new cursor's
+// window read every row, and a cursor from before sweeps existed has had its
+// window alone.
+func (t *Tail) sweep(ctx context.Context, clk clock, cur cursor, st *PollStats) error {
+	if t.auditDia == "postgres" && !cur.readXID.Valid {
+		return t.setReadXID(ctx, clk.xmin)
+	}
+	var after *sweepKey
+	for {
+		found, err := t.sweepPage(ctx, clk, cur, after)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			break
+		}
+		st.Read += len(found)
+		ids := make([]string, len(found))
+		for i, f := range found {
+			ids[i] = f.id
+		}
+		done, err := t.processedIDs(ctx, ids)
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for _, id := range ids {
+			if !done[auditKey(id)] {
+				missing = append(missing, id)
+			}
+		}
+		st.Duplicates += len(ids) - len(missing)
+		if len(missing) > 0 {
+			rows, err := t.readRows(ctx, clk, missing)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				t.p.log.WarnContext(ctx, "audit record found only by the sweep: its created_on lies outside the tail's window",
+					slog.String("audit_record_id", r.rec.ID), slog.String("action", r.rec.Name),
+					slog.Any("created_on", r.key.at), slog.Int64("xid", r.xid))
+			}
+			before := st.Enriched + st.Quarantined
+			if err := t.handleRows(ctx, clk, rows, st, true); err != nil {
+				return err
+			}
+			st.Swept += st.Enriched + st.Quarantined - before
+		}
+		if len(found) < t.cfg.batchSize {
+			break
+		}
+		last := found[len(found)-1]
+		after = &sweepKey{d: last.d, id: last.id}
+	}
+	if t.auditDia == "postgres" && clk.xmin > cur.readXID.Int64 {
+		if err := t.setReadXID(ctx, clk.xmin); err != nil {
+			return err
+		}
+	}
+	return t.prune(ctx, clk)
+}
+
+// handleRows handles the rows of a page not processed yet, in one
+// transaction.
+func (t *Tail) handleRows(ctx context.Context, clk clock, page []auditRow, st *PollStats, checked bool) error {
+	if len(page) == 0 {
+		return nil
+	}
+	done := map[string]bool{}
+	if !checked {
+		ids := make([]string, len(page))
+		for i, r := range page {
+			ids[i] = r.rec.ID
+		}
+		var err error
+		if done, err = t.processedIDs(ctx, ids); err != nil {
+			return err
+		}
+	}
+	var batch []incoming
+	var latest time.Time
+	for _, row := range page {
+		if done[auditKey(row.rec.ID)] {
+			st.Duplicates++
+			continue
+		}
+		batch = append(batch, incoming{rec: row.rec, badErr: row.err, xid: row.xid})
+		if row.rec.CreatedOn.After(latest) {
+			latest = row.rec.CreatedOn
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	// A row dated in the future is enriched, but high_water stops at the
+	// database's now(): the window must not move past rows still to come.
+	latest = earliest(latest, clk.now)
+	results, err := t.p.handleBatch(ctx, t.source, batch, t.advance(latest))
+	for _, res := range results {
+		st.count(res)
+		if t.cfg.observer != nil {
+			t.cfg.observer(res)
+		}
+	}
+	return err
 }
 
 // advance returns the in-transaction step that moves high_water to
@@ -289,10 +471,18 @@ func (t *Tail) advance(createdOn time.Time) func(tx *gorm.DB) error {
 	}
 }
 
-// moveWindow sets read_from to high_water minus the overlap, held back to
-// the oldest open transaction seen before the poll and never moved
-// backwards, then prunes the processed ids before it.
-func (t *Tail) moveWindow(ctx context.Context, before cursor, oldestOpen time.Time) error {
+func (t *Tail) setReadXID(ctx context.Context, xid int64) error {
+	err := t.p.db.WithContext(ctx).Exec("UPDATE "+CursorTable+" SET read_xid = ?, updated_at = ? WHERE name = ?",
+		xid, t.p.encodeTime(time.Now()), t.cfg.cursorName).Error
+	if err != nil {
+		return fmt.Errorf("enricher tail: move the sweep: %w", err)
+	}
+	return nil
+}
+
+// moveWindow sets read_from to high_water minus the overlap, never moved
+// backwards, since the window's rows before it would be read for nothing.
+func (t *Tail) moveWindow(ctx context.Context, clk clock, before cursor) error {
 	cur, err := t.readCursor(ctx)
 	if err != nil {
 		return err
@@ -300,44 +490,41 @@ func (t *Tail) moveWindow(ctx context.Context, before cursor, oldestOpen time.Ti
 	if !cur.highWater.valid {
 		return nil
 	}
-	from := cur.highWater.t.Add(-t.cfg.overlap)
-	if !oldestOpen.IsZero() && oldestOpen.Before(from) {
-		from = oldestOpen
-	}
-	if before.readFrom.valid && from.Before(before.readFrom.t) {
-		from = before.readFrom.t
-	}
-	if before.readFrom.valid && from.Equal(before.readFrom.t) {
+	from := earliest(cur.highWater.t, clk.now).Add(-t.cfg.overlap)
+	if before.readFrom.valid && !from.After(before.readFrom.t) {
 		return nil
 	}
-	return t.p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		v := t.p.encodeTime(from)
-		if err := tx.Exec("UPDATE "+CursorTable+" SET read_from = ?, updated_at = ? WHERE name = ?",
-			v, t.p.encodeTime(time.Now()), t.cfg.cursorName).Error; err != nil {
-			return fmt.Errorf("enricher tail: move window: %w", err)
-		}
-		if err := tx.Exec("DELETE FROM "+ProcessedTable+" WHERE source = ? AND created_on < ?", t.source, v).Error; err != nil {
-			return fmt.Errorf("enricher tail: prune processed ids: %w", err)
-		}
-		return nil
-	})
+	err = t.p.db.WithContext(ctx).Exec("UPDATE "+CursorTable+" SET read_from = ?, updated_at = ? WHERE name = ?",
+		t.p.encodeTime(from), t.p.encodeTime(time.Now()), t.cfg.cursorName).Error
+	if err != nil {
+		return fmt.Errorf("enricher tail: move window: %w", err)
+	}
+	return nil
 }
 
-// oldestOpenTransaction is the start of the oldest transaction open in the
-// portal's PostgreSQL database other than the tail's own, zero when there is
-// none, it cannot be seen, or the portal is not PostgreSQL.
-func (t *Tail) oldestOpenTransaction(ctx context.Context) (time.Time, error) {
-	if t.auditDia != "postgres" {
-		return time.Time{}, nil
+// prune deletes the processed ids past the retention period that neither
+// the window nor a sweep can read again. An id whose record had no
+// created_on is kept on MySQL/MariaDB and SQLite, where every sweep reads
+// such rows.
+func (t *Tail) prune(ctx context.Context, clk clock) error {
+	cur, err := t.readCursor(ctx)
+	if err != nil || !cur.readFrom.valid {
+		return err
 	}
-	var v nullTime
-	err := t.portalDB().WithContext(ctx).Raw(`SELECT min(xact_start) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid()
-  AND backend_type = 'client backend' AND xact_start IS NOT NULL`).Row().Scan(&v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("enricher tail: read open transactions: %w", err)
+	cutoff := t.p.encodeTime(time.Now().Add(-t.cfg.retention))
+	q := "DELETE FROM " + ProcessedTable + " WHERE source = ? AND processed_at < ? AND "
+	var args []any
+	if t.auditDia == "postgres" {
+		q += "(created_on IS NULL OR created_on < ?) AND (xid IS NULL OR xid < ?)"
+		args = []any{t.source, cutoff, t.p.encodeTime(cur.readFrom.t), cur.readXID}
+	} else {
+		q += "created_on < ?"
+		args = []any{t.source, cutoff, t.p.encodeTime(earliest(cur.readFrom.t, clk.now.Add(-t.cfg.lookback)))}
 	}
-	return v.t, nil
+	if err := t.p.db.WithContext(ctx).Exec(q, args...).Error; err != nil {
+		return fmt.Errorf("enricher tail: prune processed ids: %w", err)
+	}
+	return nil
 }
 
 // pageKey is where a page ends: the raw ordering value and id of its last
@@ -350,6 +537,7 @@ type pageKey struct {
 type auditRow struct {
 	rec AuditRecord
 	key pageKey
+	xid int64 // the writing transaction's id on PostgreSQL; 0 elsewhere
 	err error // the row could not be read into a record
 }
 
@@ -370,11 +558,21 @@ func (t *Tail) boundArg(v time.Time) any {
 	return v.UTC()
 }
 
-func (t *Tail) readPage(ctx context.Context, from nullTime, after *pageKey) ([]auditRow, error) {
+// auditColumns are the audit table's columns a record is read from, then
+// the ordering form of created_on and the row's 32-bit xmin (0 where the
+// portal is not PostgreSQL).
+func (t *Tail) auditColumns() string {
+	x := "0"
+	if t.auditDia == "postgres" {
+		x = "xmin::text::bigint"
+	}
+	return `id, name, subject_id, subject_type, target_id, target_type, actor_id,
+  deleted_subject_identifier, deleted_target_identifier, created_on, ` + t.createdOnExpr() + ` AS k, ` + x + ` AS x`
+}
+
+func (t *Tail) readPage(ctx context.Context, clk clock, from nullTime, after *pageKey) ([]auditRow, error) {
 	k := t.createdOnExpr()
-	q := `SELECT id, name, subject_id, subject_type, target_id, target_type, actor_id,
-  deleted_subject_identifier, deleted_target_identifier, created_on, ` + k + ` AS k
-FROM events WHERE 1 = 1`
+	q := `SELECT ` + t.auditColumns() + ` FROM events WHERE 1 = 1`
 	var args []any
 	if from.valid {
 		q += " AND " + k + " >= ?"
@@ -386,6 +584,15 @@ FROM events WHERE 1 = 1`
 	}
 	q += " ORDER BY k, id LIMIT ?"
 	args = append(args, t.cfg.batchSize)
+	return t.queryRows(ctx, clk, q, args...)
+}
+
+// readRows reads the audit rows with the given ids.
+func (t *Tail) readRows(ctx context.Context, clk clock, ids []string) ([]auditRow, error) {
+	return t.queryRows(ctx, clk, `SELECT `+t.auditColumns()+` FROM events WHERE id IN ? ORDER BY k, id`, ids)
+}
+
+func (t *Tail) queryRows(ctx context.Context, clk clock, q string, args ...any) ([]auditRow, error) {
 	rows, err := t.portalDB().WithContext(ctx).Raw(q, args...).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("enricher tail: read audit table: %w", err)
@@ -395,8 +602,9 @@ FROM events WHERE 1 = 1`
 	for rows.Next() {
 		var id, name, subjectID, subjectType, targetID, targetType, actorID, delSubject, delTarget sql.NullString
 		var createdOn, key any
+		var x32 int64
 		if err := rows.Scan(&id, &name, &subjectID, &subjectType, &targetID, &targetType, &actorID,
-			&delSubject, &delTarget, &createdOn, &key); err != nil {
+			&delSubject, &delTarget, &createdOn, &key, &x32); err != nil {
 			return nil, fmt.Errorf("enricher tail: scan audit row: %w", err)
 		}
 		r := auditRow{
@@ -409,11 +617,17 @@ FROM events WHERE 1 = 1`
 			},
 			key: pageKey{at: key, id: id.String},
 		}
+		if t.auditDia == "postgres" {
+			r.xid = fullXID(x32, clk.xmax)
+		}
 		if b, ok := key.([]byte); ok {
 			r.key.at = string(b)
 		}
-		if r.rec.CreatedOn, err = decodeTime(createdOn); err != nil {
-			r.err = &RecordError{RecordID: id.String, Field: "created_on", Reason: err.Error()}
+		switch r.rec.CreatedOn, err = decodeTime(createdOn); {
+		case err != nil:
+			r.err = &RecordError{RecordID: id.String, Field: "created_on", Reason: err.Error() + "; the tail cannot place the record in the audit trail's order"}
+		case createdOn == nil:
+			r.err = &RecordError{RecordID: id.String, Field: "created_on", Reason: "NULL; the tail cannot place the record in the audit trail's order"}
 		}
 		page = append(page, r)
 	}
@@ -423,19 +637,107 @@ FROM events WHERE 1 = 1`
 	return page, nil
 }
 
-// processedIDs returns which of the page's ids are processed already.
-func (t *Tail) processedIDs(ctx context.Context, page []auditRow) (map[string]bool, error) {
-	ids := make([]string, 0, len(page))
-	for _, r := range page {
-		ids = append(ids, auditKey(r.rec.ID))
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
-	var found []string
-	err := t.p.db.WithContext(ctx).Raw("SELECT audit_id FROM "+ProcessedTable+" WHERE audit_id IN ?", ids).Scan(&found).Error
+	return a
+}
+
+// fullXID widens a row's 32-bit xmin to the 64-bit transaction id nearest
+// the snapshot's xmax, which any row a sweep reads lies within 2^31 of.
+func fullXID(x32, xmax int64) int64 {
+	return xmax + int64(int32(uint32(x32)-uint32(xmax)))
+}
+
+// found is an audit row a sweep saw: its id, and where it sorts in the
+// sweep's order.
+type found struct {
+	id string
+	d  any
+}
+
+type sweepKey struct {
+	d  any
+	id string
+}
+
+// sweepPage reads one page of the ids a sweep looks at. On PostgreSQL they
+// are the rows written by transactions from read_xid on, in xid order (d is
+// the distance from read_xid, wrap-safe modulo 2^32); elsewhere the rows
+// dated after now() minus the lookback, or not dated (on SQLite, also dated
+// in a form it cannot read), in created_on order.
+func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *sweepKey) ([]found, error) {
+	var q string
+	var args []any
+	if t.auditDia == "postgres" {
+		from := cur.readXID.Int64
+		span := clk.xmax - from
+		if span > 1<<31-1 {
+			t.p.log.WarnContext(ctx, "the tail's sweep is more than 2^31 transactions behind; it reads only the last 2^31",
+				slog.Int64("read_xid", from), slog.Int64("xmax", clk.xmax))
+			span = 1<<31 - 1
+		}
+		q = `SELECT id, d FROM (SELECT id, ((xmin::text::bigint - ? + 4294967296) % 4294967296) AS d FROM events) e WHERE d < ?`
+		args = []any{from % (1 << 32), span}
+		if after != nil {
+			q += " AND (d > ? OR (d = ? AND id > ?))"
+			args = append(args, after.d, after.d, after.id)
+		}
+		q += " ORDER BY d, id LIMIT ?"
+	} else {
+		k := t.createdOnExpr()
+		q = `SELECT id, ` + k + ` AS d FROM events WHERE (` + k + ` >= ? OR ` + k + ` IS NULL)`
+		args = []any{t.boundArg(clk.now.Add(-t.cfg.lookback))}
+		if after != nil {
+			// NULL sorts first on both databases: the NULL rows come in the
+			// first page(s), ordered by id.
+			if after.d == nil {
+				q += " AND (" + k + " IS NOT NULL OR id > ?)"
+				args = append(args, after.id)
+			} else {
+				q += " AND (" + k + " > ? OR (" + k + " = ? AND id > ?))"
+				args = append(args, after.d, after.d, after.id)
+			}
+		}
+		q += " ORDER BY d, id LIMIT ?"
+	}
+	args = append(args, t.cfg.batchSize)
+	rows, err := t.portalDB().WithContext(ctx).Raw(q, args...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("enricher tail: sweep audit table: %w", err)
+	}
+	defer func() { _ = rows.Close() }() // rows.Err reports what matters
+	var out []found
+	for rows.Next() {
+		var f found
+		if err := rows.Scan(&f.id, &f.d); err != nil {
+			return nil, fmt.Errorf("enricher tail: scan swept row: %w", err)
+		}
+		if b, ok := f.d.([]byte); ok {
+			f.d = string(b)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("enricher tail: sweep audit table: %w", err)
+	}
+	return out, nil
+}
+
+// processedIDs returns which of the ids are processed already.
+func (t *Tail) processedIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = auditKey(id)
+	}
+	var got []string
+	err := t.p.db.WithContext(ctx).Raw("SELECT audit_id FROM "+ProcessedTable+" WHERE audit_id IN ?", keys).Scan(&got).Error
 	if err != nil {
 		return nil, fmt.Errorf("enricher tail: read processed ids: %w", err)
 	}
-	done := make(map[string]bool, len(found))
-	for _, id := range found {
+	done := make(map[string]bool, len(got))
+	for _, id := range got {
 		done[id] = true
 	}
 	return done, nil

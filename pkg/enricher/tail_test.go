@@ -25,7 +25,7 @@ import (
 )
 
 // tailDialects are the portal databases the tail runs on in tests.
-func tailDialects() []string { return []string{"sqlite", "postgres"} }
+func tailDialects() []string { return []string{"sqlite", "postgres", "mysql"} }
 
 // portalOutbox is a fresh database of the dialect holding the portal sample
 // and the migrated outbox, as the fixture deploys them.
@@ -218,7 +218,7 @@ func TestTailLateCommitPostgres(t *testing.T) {
 	ctx := context.Background()
 	db := portalOutbox(t, "postgres")
 	e := enricher.New()
-	tail, err := enricher.NewTail(db.Gorm, e, enricher.WithOverlap(0))
+	tail, err := enricher.NewTail(db.Gorm, e, enricher.WithOverlap(0), enricher.WithSweepEvery(0))
 	if err != nil {
 		t.Fatal(err)
 	}
