@@ -96,13 +96,26 @@ func (s *Store) Lease(ctx context.Context, owner string, want int, lease time.Du
 			return out, fmt.Errorf("outbox lease: create buckets: %w", err)
 		}
 	}
-	if err := db.Exec(`UPDATE herald_outbox_buckets SET expires_at = ? WHERE destination = ? AND owner = ?`,
-		until, s.destination, owner).Error; err != nil {
-		return out, fmt.Errorf("outbox lease: renew: %w", err)
-	}
+	// Renew by primary key: an UPDATE filtered on owner alone would lock
+	// every bucket row it scans on MySQL (REPEATABLE READ) and deadlock with
+	// relays taking buckets at the same time.
 	held, err := s.heldBuckets(ctx, owner)
 	if err != nil {
 		return out, err
+	}
+	if len(held) > 0 {
+		r := db.Exec(`UPDATE herald_outbox_buckets SET expires_at = ? WHERE destination = ? AND bucket IN ? AND owner = ?`,
+			until, s.destination, held, owner)
+		if r.Error != nil {
+			return out, fmt.Errorf("outbox lease: renew: %w", r.Error)
+		}
+		if r.RowsAffected < int64(len(held)) {
+			// A bucket may have been taken between the read and the
+			// renewal (its lease had run out): hold only what is ours.
+			if held, err = s.heldBuckets(ctx, owner); err != nil {
+				return out, err
+			}
+		}
 	}
 	prev := map[int]bool{} // buckets taken whose lease another relay let run out
 	missing := want - len(held)
