@@ -121,6 +121,21 @@ const DefaultMaxPublishTime = 2 * time.Minute
 // for the work between them (building messages, scheduling, a busy machine).
 const BoundSlack = 2 * time.Second
 
+// Limited is implemented by publishers that know the largest event their
+// destination takes. MaxMessageBytes is the largest Message.Payload, in bytes
+// of the CloudEvent JSON as the outbox stores it, that the publisher expects
+// to be accepted, with what it adds itself (headers, message attributes,
+// envelope) already taken off the broker's limit. Writers use it to keep an
+// event out of the outbox that could only be dead-lettered: the enricher
+// quarantines a record whose event is larger (enricher.WithMaxEventBytes).
+// Where part of what the adapter adds depends on the event (attributes
+// copied from it), the allowance covers events as Herald writes them; a
+// payload within the limit whose additions exceed it still fails
+// permanently in Publish.
+type Limited interface {
+	MaxMessageBytes() int
+}
+
 // Checker is implemented by publishers that can tell whether their broker is
 // reachable right now; readiness probes use it. It must not publish.
 type Checker interface {

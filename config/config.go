@@ -165,6 +165,10 @@ type ServiceBus struct {
 	Sessions bool `koanf:"sessions"`
 	// Partitioned is true for a partitioned entity.
 	Partitioned bool `koanf:"partitioned"`
+	// MaxMessageSize is the entity's maximum message size in bytes, which
+	// the Azure SDK does not report; 0 is a Standard namespace's 256 KiB.
+	// The enricher quarantines a record whose event would be larger.
+	MaxMessageSize int `koanf:"max_message_size"`
 }
 
 // HTTP configures the HTTP endpoint: /metrics, /healthz, /readyz, and the
@@ -189,6 +193,28 @@ type Enricher struct {
 	// checked at boot by the commands that enrich (serve with an ingest
 	// token, enrich).
 	RulesFile string `koanf:"rules_file"`
+	// PortalDriver is the portal database's driver, "sqlite", "postgres" or
+	// "mysql"; empty: database.driver.
+	PortalDriver string `koanf:"portal_driver"`
+	// PortalDSN is the portal's database, where the audit table and the
+	// entities live, when it is not the outbox's; pass it as
+	// HERALD_ENRICHER_PORTAL_DSN. Empty: the portal's tables are in the
+	// outbox's database. `herald serve`'s ingest and `herald enrich` read it
+	// (the latter's --portal-dsn overrides it).
+	PortalDSN string `koanf:"portal_dsn"`
+}
+
+// Portal returns the portal's database, and false when the portal's tables
+// are in the outbox's database.
+func (e Enricher) Portal(outbox Database) (Database, bool) {
+	if e.PortalDSN == "" {
+		return Database{}, false
+	}
+	driver := e.PortalDriver
+	if driver == "" {
+		driver = outbox.Driver
+	}
+	return Database{Driver: driver, DSN: e.PortalDSN}, true
 }
 
 // Database is where the outbox table lives.
@@ -401,19 +427,44 @@ func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
 // Unwrap makes every FieldError match [ErrInvalid].
 func (e *FieldError) Unwrap() error { return ErrInvalid }
 
+// Use is what a command does with the configuration. Each use reads some
+// settings, and [LoadFor] and [Config.ValidateFor] check those and no
+// others: a command is not refused for a setting it never reads.
+type Use int
+
+const (
+	// UseAll reads everything: herald serve, and any command that starts
+	// what serve starts.
+	UseAll Use = iota
+	// UseEnrich is `herald enrich`: the outbox and portal databases, the
+	// enricher, the log, and of the main destination only what tells its
+	// size limit. It publishes nothing, so a webhook adapter's URL and
+	// secrets, the relay, the other destinations and the HTTP server are
+	// not its business.
+	UseEnrich
+)
+
 // Validate reports every problem at once, joined, each a [*FieldError]
 // naming its key. Settings of adapters other than the selected one are not
-// checked.
-func (c Config) Validate() error {
+// checked. It is ValidateFor(UseAll).
+func (c Config) Validate() error { return c.ValidateFor(UseAll) }
+
+// ValidateFor is [Config.Validate] for the settings that use reads.
+func (c Config) ValidateFor(use Use) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}
 	c.Database.validate(bad)
+	c.Enricher.validate(bad)
+	c.Log.validate(bad)
+	if use == UseEnrich {
+		c.Main().validateLimit(bad)
+		return errors.Join(errs...)
+	}
 	c.Main().validateAdapter("", bad)
 	c.Relay.validate(bad)
 	c.validateDestinations(bad)
-	c.Log.validate(bad)
 	c.Tracing.validate(bad)
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
@@ -453,6 +504,32 @@ func (a Destination) validateAdapter(prefix string, bad reporter) {
 		a.Webhook.validate(in)
 	default:
 		in("adapter", "must be one of nats, sqs, servicebus, webhook (got %q)", a.Adapter)
+	}
+}
+
+// validateLimit checks what the main destination's size limit is learnt
+// from (see [Use]): the NATS and SQS blocks, whose adapters ask the broker,
+// and the size settings of the others, which are configuration.
+func (a Destination) validateLimit(bad reporter) {
+	switch a.Adapter {
+	case "nats", "sqs":
+		a.validateAdapter("", bad)
+	case "servicebus":
+		a.ServiceBus.validateSize(bad)
+	case "webhook":
+	default:
+		bad("adapter", "must be one of nats, sqs, servicebus, webhook (got %q)", a.Adapter)
+	}
+}
+
+func (e Enricher) validate(bad reporter) {
+	switch e.PortalDriver {
+	case "", "sqlite", "postgres", "mysql":
+	default:
+		bad("enricher.portal_driver", "must be one of sqlite, postgres, mysql, or empty for database.driver (got %q)", e.PortalDriver)
+	}
+	if e.PortalDriver != "" && e.PortalDSN == "" {
+		bad("enricher.portal_driver", "set only together with enricher.portal_dsn")
 	}
 }
 
@@ -533,6 +610,13 @@ func (b ServiceBus) validate(bad reporter) {
 	case "structured", "binary":
 	default:
 		bad("servicebus.binding", "must be one of structured, binary (got %q)", b.Binding)
+	}
+	b.validateSize(bad)
+}
+
+func (b ServiceBus) validateSize(bad reporter) {
+	if b.MaxMessageSize < 0 {
+		bad("servicebus.max_message_size", "must not be negative (got %d)", b.MaxMessageSize)
 	}
 }
 

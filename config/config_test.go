@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -528,6 +529,13 @@ func TestValidate(t *testing.T) {
 		{"tracing sample ratio", func(c *config.Config) { c.Tracing.SampleRatio = 1.5 }, `tracing.sample_ratio: must be between 0 and 1 (got 1.5)`},
 		{"negative retention", func(c *config.Config) { c.Relay.DeliveredRetention = -time.Hour }, `relay.delivered_retention: must not be negative (got -1h0m0s)`},
 		{"driver unknown", func(c *config.Config) { c.Database.Driver = "oracle" }, `database.driver: must be one of sqlite, postgres, mysql (got "oracle")`},
+		{"portal driver unknown", func(c *config.Config) { c.Enricher.PortalDriver, c.Enricher.PortalDSN = "oracle", "x" },
+			`enricher.portal_driver: must be one of sqlite, postgres, mysql, or empty for database.driver (got "oracle")`},
+		{"portal driver without dsn", func(c *config.Config) { c.Enricher.PortalDriver = "postgres" },
+			`enricher.portal_driver: set only together with enricher.portal_dsn`},
+		{"servicebus max message size", func(c *config.Config) {
+			c.Adapter, c.ServiceBus.Namespace, c.ServiceBus.Queue, c.ServiceBus.MaxMessageSize = "servicebus", "ns.servicebus.windows.net", "q", -1
+		}, `servicebus.max_message_size: must not be negative (got -1)`},
 		{"dsn", func(c *config.Config) { c.Database.DSN = "" }, `database.dsn: required`},
 		{"adapter sqs without queue", func(c *config.Config) { c.Adapter = "sqs" }, `sqs.queue_url: required when adapter=sqs`},
 		{"sqs queue url", func(c *config.Config) { c.Adapter = "sqs"; c.SQS.QueueURL = "orders" }, `sqs.queue_url: must be an http(s) queue URL (got "orders")`},
@@ -695,6 +703,78 @@ func TestValidateOtherAdapterSkipsNATS(t *testing.T) {
 	if err == nil || err.Error() != "webhook.url: required when adapter=webhook\n"+
 		"webhook.secrets: one of webhook.secrets or webhook.secrets_file is required when adapter=webhook" {
 		t.Fatalf("Validate() = %v, want only the webhook block's errors", err)
+	}
+}
+
+// `herald enrich` reads the databases, the enricher, the log and what
+// tells the main destination's size limit: a setting it never reads, such
+// as a webhook adapter's secrets, does not stop it, while serve, which
+// reads everything, is stopped by it.
+func TestValidateForEnrichChecksOnlyWhatEnrichReads(t *testing.T) {
+	webhookMain := func(c *config.Config) { c.Adapter, c.NATS = "webhook", config.NATS{} }
+	for _, tt := range []struct {
+		name   string
+		mutate func(*config.Config)
+		enrich string // the error of ValidateFor(UseEnrich), "" for none
+	}{
+		{"webhook without url or secrets", webhookMain, ""},
+		{"broken relay and http", func(c *config.Config) { c.Relay.BatchSize, c.HTTP.IngestToken = 0, "t" }, ""},
+		{"a destination's secrets", func(c *config.Config) {
+			c.Destinations = []config.Destination{{Name: "partner", Adapter: "webhook", Webhook: config.Webhook{URL: "https://p.example/h"}}}
+		}, ""},
+		{"servicebus without entity, bad size", func(c *config.Config) { c.Adapter, c.ServiceBus.MaxMessageSize = "servicebus", -5 },
+			`servicebus.max_message_size: must not be negative (got -5)`},
+		// NATS and SQS are asked for their limit, so what reaches them counts.
+		{"nats url", func(c *config.Config) { c.NATS.URL = "http://h:4222" }, `nats.url: entry 1 must be a nats:// or tls:// URL with a host (got "http://h:4222")`},
+		{"sqs queue", func(c *config.Config) { c.Adapter = "sqs" }, `sqs.queue_url: required when adapter=sqs`},
+		{"the databases", func(c *config.Config) { webhookMain(c); c.Database.DSN = "" }, `database.dsn: required`},
+		{"the portal", func(c *config.Config) { webhookMain(c); c.Enricher.PortalDriver = "mysql" },
+			`enricher.portal_driver: set only together with enricher.portal_dsn`},
+		{"the log", func(c *config.Config) { webhookMain(c); c.Log.Level = "loud" },
+			`log.level: must be one of debug, info, warn, error (got "loud")`},
+		{"the adapter's name", func(c *config.Config) { c.Adapter = "kafka" },
+			`adapter: must be one of nats, sqs, servicebus, webhook (got "kafka")`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.mutate(&c)
+			err := c.ValidateFor(config.UseEnrich)
+			if got := fmt.Sprint(err); (err == nil) != (tt.enrich == "") || (err != nil && got != tt.enrich) {
+				t.Errorf("ValidateFor(UseEnrich) = %v, want %q", err, tt.enrich)
+			}
+			if err := c.Validate(); err == nil {
+				t.Errorf("Validate() passed; the case is meant to be one serve refuses")
+			}
+		})
+	}
+}
+
+// LoadFor reads as strictly as Load: only validation is narrowed.
+func TestLoadForEnrich(t *testing.T) {
+	path := writeFile(t, "adapter: webhook\nenricher:\n  portal_dsn: /tmp/portal.db\n  portal_driver: sqlite\n")
+	if _, err := config.Load(path, nil); err == nil || !strings.Contains(err.Error(), "webhook.secrets") {
+		t.Errorf("Load of a webhook config without secrets: %v, want an error naming webhook.secrets", err)
+	}
+	c, err := config.LoadFor(path, []string{"HERALD_ENRICHER_PORTAL_DSN=/data/portal.db"}, config.UseEnrich)
+	if err != nil {
+		t.Fatalf("LoadFor(UseEnrich): %v", err)
+	}
+	if portal, ok := c.Enricher.Portal(c.Database); !ok || portal != (config.Database{Driver: "sqlite", DSN: "/data/portal.db"}) {
+		t.Errorf("Portal() = %+v, %v; want the environment's DSN with the file's driver", portal, ok)
+	}
+	if _, err := config.LoadFor(writeFile(t, "adapter: webhook\nrelay:\n  batchsize: 1\n"), nil, config.UseEnrich); err == nil ||
+		!errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), `unknown key "relay.batchsize"`) {
+		t.Errorf("LoadFor with an unknown key: %v, want it refused", err)
+	}
+	// Without a portal DSN the portal's tables are the outbox database's;
+	// its driver defaults to database.driver.
+	d := config.Default()
+	if _, ok := d.Enricher.Portal(d.Database); ok {
+		t.Error("Portal() of the default config: want none")
+	}
+	d.Enricher.PortalDSN = "postgres://portal@db/portal"
+	if portal, _ := d.Enricher.Portal(d.Database); portal.Driver != d.Database.Driver {
+		t.Errorf("portal driver %q, want database.driver %q", portal.Driver, d.Database.Driver)
 	}
 }
 

@@ -46,4 +46,11 @@
 // [Load] and [Config.Validate] report every problem at once, joined. Each
 // problem with a setting is a [*FieldError]; those and unknown keys wrap
 // [ErrInvalid].
+//
+// # Per command
+//
+// A command validates the settings it reads and no others ([Use]): `herald
+// enrich` loads with [LoadFor] and [UseEnrich], so a webhook adapter's
+// secrets, which only serve's relay uses, do not stop it. Reading stays as
+// strict for every command: an unknown key is an error whatever reads it.
 package config

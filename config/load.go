@@ -27,7 +27,12 @@ const envPrefix = "HERALD_"
 // path is ""), overridden by the HERALD_* variables in environ (entries of
 // the form "NAME=value", as from os.Environ), and then validated. It reports
 // every problem it finds, joined.
-func Load(path string, environ []string) (Config, error) {
+func Load(path string, environ []string) (Config, error) { return LoadFor(path, environ, UseAll) }
+
+// LoadFor is [Load] for a command that reads only the settings of use: the
+// file and the environment are read as strictly (an unknown key is still an
+// error), but only those settings are validated.
+func LoadFor(path string, environ []string, use Use) (Config, error) {
 	cfg := Default()
 	var fileErr error
 	if path != "" {
@@ -37,7 +42,7 @@ func Load(path string, environ []string) (Config, error) {
 		// Validating values that failed to load would only add noise.
 		return Config{}, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateFor(use); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

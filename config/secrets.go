@@ -20,6 +20,9 @@ var secretKeys = map[string]bool{
 func (c Config) Secrets() *redact.Secrets {
 	s := &redact.Secrets{}
 	s.AddDSN(c.Database.Driver, c.Database.DSN)
+	if portal, ok := c.Enricher.Portal(c.Database); ok {
+		s.AddDSN(portal.Driver, portal.DSN)
+	}
 	s.Add(c.HTTP.IngestToken, c.HTTP.AdminToken)
 	s.AddURL(c.Tracing.Endpoint)
 	c.Main().addSecrets(s)

@@ -33,11 +33,12 @@ func TestSecretsHidesEveryCredentialOfTheConfig(t *testing.T) {
 	c.NATS.User, c.NATS.Password = "bob", "natsPw4"
 	c.HTTP = config.HTTP{Listen: ":0", IngestToken: "ingestTok5", AdminToken: "adminToken6-0123456789"}
 	c.Tracing.Endpoint = "https://otel:otelPw7@collector:4318"
+	c.Enricher.PortalDSN = "postgres://portal:portalPw10@portal-db:5432/portal"
 	c.Webhook = config.Webhook{URL: "https://partner.example/h?token=hookTok8", Secrets: []string{testSecret}}
 	c.Destinations = []config.Destination{{Name: "bus", Adapter: "servicebus", ServiceBus: config.ServiceBus{
 		ConnectionString: "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=sasKey9=", Queue: "q"}}}
 	planted := []string{"db pw 1", "natsPw2", "natsTok3n", "natsPw4", "ingestTok5", "adminToken6-0123456789", "otelPw7",
-		"hookTok8", testSecret, strings.TrimPrefix(testSecret, "whsec_"), "sasKey9="}
+		"hookTok8", testSecret, strings.TrimPrefix(testSecret, "whsec_"), "sasKey9=", "portalPw10"}
 	s := c.Secrets()
 	for _, secret := range planted {
 		if got := s.Text("error: " + secret + "."); got != "error: xxxxx." {

@@ -22,6 +22,8 @@
 //   - a publisher that is adapters.Bounded gives a positive bound that does
 //     not shrink as the batch grows, and publishes (or reports a down
 //     broker) within it;
+//   - a publisher that is adapters.Limited claims a positive size within
+//     the broker's limit, and an event of exactly that size is taken;
 //   - Close is idempotent, and Publish after Close fails per message;
 //   - a cancelled context never makes a message look sent when it was not;
 //   - Publish always returns exactly one Result per Message;
@@ -144,6 +146,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Oversize", s.oversize)
 	t.Run("KeyHeldAfterFailure", s.keyHeldAfterFailure)
 	t.Run("Bounded", s.bounded)
+	t.Run("Limited", s.limited)
 	t.Run("CancelledContext", s.cancelledContext)
 	t.Run("Close", s.closeTwice)
 	t.Run("BrokerDown", s.brokerDown)

@@ -49,6 +49,9 @@ var flaws = []struct{ name, subtest string }{
 	{"bound-zero", "Bounded"},
 	{"bound-shrinks", "Bounded"},
 	{"bound-too-short", "Bounded"},
+	{"limit-zero", "Limited"},
+	{"limit-overstated", "Limited"},
+	{"limit-ignores-headers", "Limited"},
 	{"cancel-lies", "CancelledContext"},
 	{"publish-after-close-panics", "Close"},
 	{"publish-after-close-succeeds", "Close"},
@@ -217,8 +220,8 @@ func (p *fakePublisher) Publish(ctx context.Context, msgs []adapters.Message) []
 		switch {
 		case p.flaw == "cut-at-batch-limit" && n >= fakeBatchLimit:
 			continue // silently lost, reported sent
-		case len(m.Payload) > fakeMaxPayload:
-			err = fmt.Errorf("fake: %d bytes over limit %d", len(m.Payload), fakeMaxPayload)
+		case p.size(m) > fakeMaxPayload:
+			err = fmt.Errorf("fake: %d bytes over limit %d", p.size(m), fakeMaxPayload)
 			switch p.flaw {
 			case "oversize-transient":
 			case "oversize-fails-batch":
@@ -337,6 +340,27 @@ func (p *fakePublisher) MaxPublishTime(n int) time.Duration {
 		return time.Millisecond
 	}
 	return time.Second + time.Duration(n)*time.Millisecond
+}
+
+// size is what a message weighs against the fake's limit: its payload, and
+// with the flaw limit-ignores-headers also the "headers" the fake adds,
+// which its MaxMessageBytes forgets to take off.
+func (p *fakePublisher) size(m adapters.Message) int {
+	if p.flaw == "limit-ignores-headers" {
+		return len(m.Payload) + len(m.ID) + len(m.TraceParent)
+	}
+	return len(m.Payload)
+}
+
+// MaxMessageBytes implements adapters.Limited.
+func (p *fakePublisher) MaxMessageBytes() int {
+	switch p.flaw {
+	case "limit-zero":
+		return 0
+	case "limit-overstated":
+		return fakeMaxPayload + 1
+	}
+	return fakeMaxPayload
 }
 
 func (p *fakePublisher) Close() error {

@@ -230,6 +230,57 @@ func (s *suite) keyHeldAfterFailure(t *testing.T) {
 	s.expectNoMore(t, d)
 }
 
+// limited checks adapters.Limited, if the publisher implements it: the
+// largest payload it claims is positive and within the broker's limit, and
+// a CloudEvent of exactly that size, carrying every attribute Herald's events
+// do at its longest (a 36-character id, a traceparent, a partition key), is
+// taken and arrives byte for byte. Writers keep larger events out of the
+// outbox by this number, so one that is too high lets through events the
+// broker refuses, and one that is too low holds back events it would take.
+func (s *suite) limited(t *testing.T) {
+	p, d := s.open(t)
+	l, ok := p.(adapters.Limited)
+	if !ok {
+		t.Skip("the publisher is not adapters.Limited: writers cannot keep oversize events out of the outbox")
+	}
+	n := l.MaxMessageBytes()
+	if n <= 0 || n > s.h.MaxPayload {
+		t.Fatalf("MaxMessageBytes() = %d, want between 1 and the broker's limit %d", n, s.h.MaxPayload)
+	}
+	// Event ids are canonical UUIDs: 36 characters, as the headers that
+	// carry them are sized for.
+	id := (s.nextID() + "-" + strings.Repeat("0", 36))[:36]
+	key := "data_products/" + id
+	msg := adapters.Message{ID: id, Type: typeCreated, PartitionKey: key,
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	msg.Payload = eventOfSize(t, msg, n)
+	res := s.publish(t, context.Background(), p, []adapters.Message{msg})
+	if err := res[0].Err; err != nil {
+		t.Fatalf("a %d-byte event, exactly MaxMessageBytes(): %v", n, err)
+	}
+	got := s.receive(t, d, 1)
+	if got[0].ID != id || !bytes.Equal(got[0].Payload, msg.Payload) {
+		t.Errorf("the %d-byte event arrived as %s with %d bytes", n, got[0].ID, len(got[0].Payload))
+	}
+	s.expectNoMore(t, d)
+}
+
+// eventOfSize is a structured CloudEvent for m of exactly n bytes: every
+// context attribute set, data padded.
+func eventOfSize(t *testing.T, m adapters.Message, n int) []byte {
+	t.Helper()
+	head := fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":"/adaptertest","type":%q,"subject":%q,`+
+		`"time":"2026-11-01T10:00:00.123456789Z","datacontenttype":"application/json",`+
+		`"dataschema":"https://schemas.example.com/adaptertest/v1.json","partitionkey":%q,"traceparent":%q,"data":{"pad":"`,
+		m.ID, m.Type, m.PartitionKey, m.PartitionKey, m.TraceParent)
+	const tail = `"}}`
+	if n < len(head)+len(tail) {
+		t.Fatalf("MaxMessageBytes() = %d leaves no room for an event's attributes (%d bytes)", n, len(head)+len(tail))
+	}
+	b := append(head, bytes.Repeat([]byte("x"), n-len(head)-len(tail))...)
+	return append(b, tail...)
+}
+
 // bounded checks adapters.Bounded, if the publisher implements it: the bound
 // is positive, grows (or stays) with the batch, and a publish takes no longer
 // than it says. The relay cuts a Publish off after the bound, so one that is

@@ -52,6 +52,7 @@ type Publisher struct {
 var (
 	_ adapters.Publisher = (*Publisher)(nil)
 	_ adapters.Bounded   = (*Publisher)(nil)
+	_ adapters.Limited   = (*Publisher)(nil)
 )
 
 // Connect dials the NATS server(s) at urls (comma separated, nats:// or
@@ -68,8 +69,42 @@ func Connect(ctx context.Context, urls string, opts ...Option) (*Publisher, erro
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
+	nc, connClosed, err := dial(ctx, urls, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPublisher(ctx, nc, true, cfg)
+	if err != nil {
+		nc.Close()
+		<-connClosed
+		return nil, err
+	}
+	p.connClosed = connClosed
+	return p, nil
+}
+
+// MaxMessageBytesAt is the MaxMessageBytes a Publisher connected with opts
+// would report at urls, for a process that writes events without
+// publishing them: it connects as Connect does (credentials, TLS), reads the
+// server's max_payload and closes the connection. It touches no stream.
+func MaxMessageBytesAt(ctx context.Context, urls string, opts ...Option) (int, error) {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return 0, fmt.Errorf("nats: %w", err)
+	}
+	nc, connClosed, err := dial(ctx, urls, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { nc.Close(); <-connClosed }()
+	return PayloadLimit(nc.MaxPayload(), cfg.binding), nil
+}
+
+// dial opens the connection Connect and MaxMessageBytesAt use; the channel
+// is closed once the connection is.
+func dial(ctx context.Context, urls string, cfg config) (*natsgo.Conn, chan struct{}, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
+		return nil, nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
 	}
 	log := cfg.logger
 	dialTimeout := defaultDialTimeout
@@ -103,16 +138,9 @@ func Connect(ctx context.Context, urls string, opts ...Option) (*Publisher, erro
 	)
 	nc, err := natsgo.Connect(urls, connOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
+		return nil, nil, fmt.Errorf("nats: connect %s: %w", redact.URLs(urls), err)
 	}
-	p, err := newPublisher(ctx, nc, true, cfg)
-	if err != nil {
-		nc.Close()
-		<-connClosed
-		return nil, err
-	}
-	p.connClosed = connClosed
-	return p, nil
+	return nc, connClosed, nil
 }
 
 // New returns a Publisher on a connection the caller owns: Close leaves it
@@ -459,6 +487,46 @@ func (p *Publisher) prepare(m adapters.Message, maxPayload int64) (*natsgo.Msg, 
 			ErrTooLarge, size, maxPayload))
 	}
 	return nm, nil
+}
+
+// DefaultMaxPayload is nats-server's default max_payload, which the
+// embedded server keeps: the limit to assume for a server that cannot be
+// asked.
+const DefaultMaxPayload = 1 << 20
+
+// Stand-ins for the header values of the largest size: an event id is a
+// canonical UUID (event.Validate) and a W3C traceparent has a fixed length.
+const (
+	sampleID          = "00000000-0000-0000-0000-000000000000"
+	sampleTraceParent = "00-00000000000000000000000000000000-0000000000000000-00"
+)
+
+// binaryHeaderAllowance is what the Binary binding adds on top of the
+// Structured one's headers: each attribute moves from the JSON body into a
+// "ce-" header, a few bytes longer, and a value with characters outside
+// printable ASCII is percent-encoded. Herald's attributes (ids, types, URIs,
+// times) are ASCII, so this is ample.
+const binaryHeaderAllowance = 512
+
+// MaxMessageBytes implements adapters.Limited: the server's max_payload,
+// which counts headers and body together, less the headers each message
+// carries (see [PayloadLimit]). It reads max_payload from the connection
+// each time, since a reconnect may reach a server with another.
+func (p *Publisher) MaxMessageBytes() int {
+	return PayloadLimit(p.nc.MaxPayload(), p.cfg.binding)
+}
+
+// PayloadLimit is the largest stored event a server with maxPayload takes in
+// the binding b: maxPayload less the headers the Publisher adds (Nats-Msg-Id,
+// Content-Type, traceparent), and in the Binary binding an allowance for
+// the attributes' headers. It is never below zero.
+func PayloadLimit(maxPayload int64, b Binding) int {
+	nm, _ := newMessage(Structured, "", sampleID, sampleTraceParent, nil) // Structured never fails
+	overhead := int64(nm.Size())
+	if b == Binary {
+		overhead += binaryHeaderAllowance
+	}
+	return int(max(maxPayload-overhead, 0))
 }
 
 // checkID refuses ids the header encoding would alter (trimmed or with line

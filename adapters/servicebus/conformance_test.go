@@ -30,7 +30,8 @@ func TestConformanceOverSeam(t *testing.T) {
 			f.maxBatch = 8 << 10 // so that the suite's half-limit payload is sent on its own
 			f.maxMessage = maxMessage
 			f.dedupe = true
-			return newTestPublisher(t, f), f
+			// The stand-in's entity takes maxMessage: declared, as for a real one.
+			return newTestPublisher(t, f, WithMaxMessageSize(maxMessage)), f
 		},
 		OpenDown: func(t *testing.T) adapters.Publisher {
 			return openUnreachable(t, azservicebus.RetryOptions{MaxRetries: -1})

@@ -60,13 +60,14 @@ type config struct {
 	sessions      bool
 	partitioned   bool
 	maxBatchBytes uint64
+	maxMessage    int // bytes, as the entity's maximum message size
 	sendTimeout   time.Duration
 	clientOptions azservicebus.ClientOptions
 	logger        *slog.Logger
 }
 
 func buildConfig(opts []Option) (config, error) {
-	cfg := config{logger: slog.Default(), sendTimeout: DefaultSendTimeout}
+	cfg := config{logger: slog.Default(), sendTimeout: DefaultSendTimeout, maxMessage: DefaultMaxMessageSize}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -126,6 +127,40 @@ func WithPartitionedEntity(on bool) Option {
 func WithMaxBatchBytes(n uint64) Option {
 	return func(c *config) error {
 		c.maxBatchBytes = n
+		return nil
+	}
+}
+
+// DefaultMaxMessageSize is the maximum message size assumed unless
+// WithMaxMessageSize says otherwise: a Standard namespace's 256 KB, the
+// smallest any entity has. A Premium entity takes 1 MB by default and up to
+// 100 MB when its MaxMessageSizeInKilobytes is raised.
+const DefaultMaxMessageSize = 256 << 10
+
+// EnvelopeAllowance is what a message's AMQP envelope is allowed of the
+// entity's maximum message size when telling writers the largest event
+// (MaxMessageBytes): message id, subject, content type, session and
+// partition keys, and in the Binary binding the cloudEvents: application
+// properties with their encoding.
+const EnvelopeAllowance = 4 << 10
+
+// PayloadLimit is the largest stored event an entity whose maximum message
+// size is maxMessageSize takes: maxMessageSize less EnvelopeAllowance,
+// never below zero.
+func PayloadLimit(maxMessageSize int) int { return max(maxMessageSize-EnvelopeAllowance, 0) }
+
+// WithMaxMessageSize declares the entity's maximum message size in bytes
+// (its MaxMessageSizeInKilobytes × 1024), which the SDK does not report.
+// It is what MaxMessageBytes tells writers, so that an event the entity
+// would refuse is stopped before it reaches the outbox; Publish still
+// leaves the verdict to the service. Default 256 KiB
+// (DefaultMaxMessageSize).
+func WithMaxMessageSize(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("WithMaxMessageSize: must be positive, got %d", n)
+		}
+		c.maxMessage = n
 		return nil
 	}
 }

@@ -45,6 +45,7 @@ type Publisher struct {
 var (
 	_ adapters.Publisher = (*Publisher)(nil)
 	_ adapters.Bounded   = (*Publisher)(nil)
+	_ adapters.Limited   = (*Publisher)(nil)
 )
 
 // NewFromConnectionString connects with a connection string from a shared
@@ -146,6 +147,11 @@ func (p *Publisher) MaxPublishTime(n int) time.Duration {
 	return p.core.MaxPublishTime(n)
 }
 
+// MaxMessageBytes implements adapters.Limited: see publisher.MaxMessageBytes.
+func (p *Publisher) MaxMessageBytes() int {
+	return p.core.MaxMessageBytes()
+}
+
 // Close closes the link and the connection. A send in progress is cut short
 // and reported as failed with ErrClosed; later Publish calls fail with
 // ErrClosed. It is safe to call more than once and from any goroutine.
@@ -244,6 +250,10 @@ func (p *publisher[B]) Publish(ctx context.Context, msgs []adapters.Message) []a
 func (p *publisher[B]) MaxPublishTime(n int) time.Duration {
 	return time.Duration(2*max(n, 1))*p.cfg.sendTimeout + adapters.BoundSlack
 }
+
+// MaxMessageBytes is the entity's maximum message size (WithMaxMessageSize)
+// less EnvelopeAllowance.
+func (p *publisher[B]) MaxMessageBytes() int { return PayloadLimit(p.cfg.maxMessage) }
 
 // groups splits msgs (as indexes, each group in publish order) into the sets
 // that may share a batch: all of them, or on a partitioned entity those with

@@ -33,6 +33,17 @@ const (
 	DefaultSendTimeout = 30 * time.Second
 )
 
+// AttributeAllowance is what a message's attributes are allowed of its size
+// limit when telling writers the largest event (MaxMessageBytes): their
+// names and data types, the fixed values (content type, spec version, id,
+// time, traceparent) and the type, source, subject and partition key copied
+// from the event. Herald's own events need about 500 bytes.
+const AttributeAllowance = 2 << 10
+
+// PayloadLimit is the largest stored event a queue with maxMessageSize
+// takes: maxMessageSize less AttributeAllowance, never below zero.
+func PayloadLimit(maxMessageSize int) int { return max(maxMessageSize-AttributeAllowance, 0) }
+
 // Option configures a Publisher. An option given a bad value makes New fail
 // with an error naming the option.
 type Option func(*config) error

@@ -97,6 +97,7 @@ type Publisher struct {
 var (
 	_ adapters.Publisher = (*Publisher)(nil)
 	_ adapters.Bounded   = (*Publisher)(nil)
+	_ adapters.Limited   = (*Publisher)(nil)
 )
 
 // New returns a Publisher for the queue at queueURL, e.g.
@@ -332,6 +333,12 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	}
 	return res
 }
+
+// MaxMessageBytes implements adapters.Limited: the message size limit in
+// force (WithMaxMessageSize, lowered to the queue's MaximumMessageSize when
+// New read it) less AttributeAllowance for the message attributes, which
+// SQS counts against the same limit.
+func (p *Publisher) MaxMessageBytes() int { return PayloadLimit(p.maxMessageSize) }
 
 // MaxPublishTime implements adapters.Bounded. Calls go one at a time, each
 // cut off after WithSendTimeout, the SDK's retries included. Every message

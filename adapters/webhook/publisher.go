@@ -49,6 +49,7 @@ type Publisher struct {
 var (
 	_ adapters.Publisher = (*Publisher)(nil)
 	_ adapters.Bounded   = (*Publisher)(nil)
+	_ adapters.Limited   = (*Publisher)(nil)
 )
 
 // New returns a Publisher for endpoints. Every endpoint is validated (name,
@@ -243,6 +244,10 @@ func (p *Publisher) screen(msgs []adapters.Message, eps, disabled []*endpoint, r
 	}
 	return sendable
 }
+
+// MaxMessageBytes implements adapters.Limited: WithMaxBodySize, since the
+// body is the stored event as it is and the signature travels in headers.
+func (p *Publisher) MaxMessageBytes() int { return p.cfg.maxBodySize }
 
 // MaxPublishTime implements adapters.Bounded. Each request is cut off after
 // WithTimeout, and endpoints are served at the same time, so their number

@@ -47,3 +47,45 @@ func TestSchemaExport(t *testing.T) {
 		t.Fatalf("--check after a hand edit: %+v", res)
 	}
 }
+
+// --base is the enricher's schema base: the schemas' $id and the examples'
+// dataschema move with it, so that they still agree.
+func TestSchemaExportBase(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, base, wantID string
+		wantCode           int
+	}{
+		{"own base", "https://schemas.example.com/herald",
+			"https://schemas.example.com/herald/io.herald.portal.data_product.created/v1.json", exitOK},
+		{"not absolute", "schemas.example.com/herald", "", exitError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			res := herald(ctx, t, nil, "schema", "export", "--dir", dir, "--base", tc.base)
+			if res.code != tc.wantCode {
+				t.Fatalf("export --base %s: %+v", tc.base, res)
+			}
+			if tc.wantCode != exitOK {
+				if !strings.Contains(res.stderr, "--base") {
+					t.Errorf("the error does not name --base: %s", res.stderr)
+				}
+				return
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "schemas", "io.herald.portal.data_product.created", "v1.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), `"$id": "`+tc.wantID+`"`) {
+				t.Errorf("the data schema's $id is not %s:\n%.300s", tc.wantID, b)
+			}
+			md, err := os.ReadFile(filepath.Join(dir, "docs", "events.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(md), `"dataschema": "`+tc.wantID+`"`) {
+				t.Errorf("no example in docs/events.md names the dataschema %s", tc.wantID)
+			}
+		})
+	}
+}

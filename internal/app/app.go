@@ -59,6 +59,9 @@ type App struct {
 	// Subscriptions is the store of webhook endpoints registered at
 	// runtime; serve runs a relay for each enabled one.
 	Subscriptions *subscriptions.Store
+	// Portal is the portal's database of enricher.portal_dsn, which the
+	// ingest endpoint reads; nil when the portal's tables are in DB.
+	Portal *gorm.DB
 	// Embedded is the in-process JetStream server, nil when using an external one.
 	Embedded *natsadapter.EmbeddedServer
 	// BrokerURL is where the adapter connected, credentials included, for
@@ -73,6 +76,8 @@ type App struct {
 
 	httpListener net.Listener
 	httpHandler  http.Handler
+	// enricherOpts trace the ingest endpoint's enrichment when tracing is on.
+	enricherOpts []enricher.Option
 	fleet        *fleet
 	closers      []func() error
 	// main is the main destination as connected, with the embedded
@@ -146,8 +151,14 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(eopts, enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken,
-			enricher.WithObserver(a.Metrics.Enriched))
+		// Events are written once, for main, which then fans them out: an
+		// event main would refuse is quarantined instead.
+		sopts := []enricher.SourceOption{enricher.WithObserver(a.Metrics.Enriched), enricher.WithSourceLogger(a.log),
+			enricher.WithMaxEventBytes(limitOf(a.Publisher, a.main))}
+		if a.Portal != nil {
+			sopts = append(sopts, enricher.WithPortal(a.Portal))
+		}
+		ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(append(eopts, a.enricherOpts...), enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken, sopts...)
 		if err != nil {
 			return nil, fmt.Errorf("http.ingest_token: %w", err)
 		}
@@ -311,6 +322,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 	if tp != nil {
 		// Closed after the relays have stopped, so their last spans are flushed.
 		a.closers = append(a.closers, stopTracing)
+		a.enricherOpts = append(a.enricherOpts, enricher.WithTracerProvider(tp))
 	}
 	newRelay := func(d config.Destination, pub adapters.Publisher, extra ...producer.Option) *producer.Relay {
 		opts := append(slices.Clone(relayOpts), producer.WithObserver(a.Metrics.Relay(d.Name)))
@@ -341,6 +353,20 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		fleetOpts = append(fleetOpts, producer.WithTracerProvider(tp, "webhook"))
 	}
 	a.fleet = newFleet(a, a.Routing, fleetOpts)
+	if a.httpListener != nil && cfg.HTTP.IngestToken != "" {
+		if a.Portal, err = OpenPortal(cfg); err != nil {
+			return nil, err
+		}
+		if a.Portal != nil {
+			a.closers = append(a.closers, func() error {
+				sqlDB, err := a.Portal.DB()
+				if err != nil {
+					return err
+				}
+				return sqlDB.Close()
+			})
+		}
+	}
 	if a.httpListener != nil {
 		// Built here, so a bad enricher.rules_file fails the boot.
 		if a.httpHandler, err = a.newHTTPHandler(); err != nil {
@@ -497,6 +523,9 @@ func connectServiceBus(ctx context.Context, c config.ServiceBus, log *slog.Logge
 		servicebus.WithPartitionedEntity(c.Partitioned),
 		servicebus.WithLogger(log),
 	}
+	if c.MaxMessageSize > 0 {
+		opts = append(opts, servicebus.WithMaxMessageSize(c.MaxMessageSize))
+	}
 	entity := c.Queue + c.Topic // exactly one is set (validated)
 	var pub adapters.Publisher
 	if c.ConnectionString != "" {
@@ -515,25 +544,10 @@ func connectServiceBus(ctx context.Context, c config.ServiceBus, log *slog.Logge
 }
 
 func connectNATS(ctx context.Context, n config.NATS, log *slog.Logger) (adapters.Publisher, error) {
-	binding, err := adapters.ParseBinding(n.Binding)
-	if err != nil {
+	if _, err := adapters.ParseBinding(n.Binding); err != nil {
 		return nil, fmt.Errorf("nats.binding: %w", err)
 	}
-	opts := []natsadapter.Option{natsadapter.WithBinding(binding)}
-	switch {
-	case n.CredsFile != "":
-		opts = append(opts, natsadapter.WithCredsFile(n.CredsFile))
-	case n.NKeySeedFile != "":
-		opts = append(opts, natsadapter.WithNKeySeedFile(n.NKeySeedFile))
-	case n.Token != "":
-		opts = append(opts, natsadapter.WithToken(n.Token))
-	case n.User != "":
-		opts = append(opts, natsadapter.WithUserPassword(n.User, n.Password))
-	}
-	if n.TLS != (config.NATSTLS{}) {
-		opts = append(opts, natsadapter.WithTLS(n.TLS.CAFile, n.TLS.CertFile, n.TLS.KeyFile))
-	}
-	pub, err := natsadapter.Connect(ctx, n.URL, append(opts,
+	pub, err := natsadapter.Connect(ctx, n.URL, append(natsConnectOptions(n),
 		natsadapter.WithStream(n.Stream, n.StreamSubjects...),
 		natsadapter.WithSubjectTemplate(n.SubjectTemplate),
 		natsadapter.WithProvisionStream(n.ProvisionStream),

@@ -13,6 +13,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/pkg/enricher"
 )
 
 // tracerProvider returns the OTLP tracer provider tracing.* describes, and
@@ -49,4 +50,15 @@ func tracerProvider(ctx context.Context, cfg config.Tracing) (*sdktrace.TracerPr
 		return tp.Shutdown(ctx)
 	}
 	return tp, shutdown, nil
+}
+
+// EnricherTracing returns the Enricher options that trace enrichment as
+// tracing.* describes, and the function that flushes and stops the tracer
+// provider; none when tracing is off.
+func EnricherTracing(ctx context.Context, cfg config.Tracing) ([]enricher.Option, func() error, error) {
+	tp, stop, err := tracerProvider(ctx, cfg)
+	if err != nil || tp == nil {
+		return nil, func() error { return nil }, err
+	}
+	return []enricher.Option{enricher.WithTracerProvider(tp)}, stop, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/glebarez/sqlite"
 	"github.com/google/uuid"
@@ -106,4 +107,12 @@ func stableID(ev event.Event) string {
 	u[6] = 0x70 | u[6]&0x0f // version 7
 	u[8] = 0x80 | u[8]&0x3f // RFC 4122 variant
 	return u.String()
+}
+
+// Replay is the Enricher option that replays the sample as it happened: data
+// read at enrichment is dated at each record's own time, as if every record
+// were enriched the moment the portal wrote it, so the examples and golden
+// files do not change with the day they are made.
+func Replay() enricher.Option {
+	return enricher.WithClock(func() time.Time { return time.Time{} })
 }

@@ -208,8 +208,8 @@ func TestLoadShowcase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 42 {
-		t.Errorf("%d audit records, want the fixture's 13 and the showcase's 29", len(recs))
+	if len(recs) != 44 {
+		t.Errorf("%d audit records, want the fixture's 13 and the showcase's 31", len(recs))
 	}
 	// The showcase's own first record follows the fixture's last.
 	if recs[13].ID != "f2f8278f-ed35-4a4a-bfdd-26d22a65f083" {
@@ -220,7 +220,7 @@ func TestLoadShowcase(t *testing.T) {
 		t.Error("loading the showcase twice succeeded")
 	}
 	var n int64
-	if err := db.Table("events").Count(&n).Error; err != nil || n != 42 {
-		t.Errorf("%d events after a failed second load (err %v), want 42", n, err)
+	if err := db.Table("events").Count(&n).Error; err != nil || n != 44 {
+		t.Errorf("%d events after a failed second load (err %v), want 44", n, err)
 	}
 }

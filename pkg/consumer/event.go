@@ -109,11 +109,13 @@ func Parse(body []byte) (Event, error) {
 // Decode returns the event's data as the catalogue's Go type: a value (not a
 // pointer) of the [enricher] data type for the event's type, such as
 // [enricher.DataProduct] for io.herald.portal.data_product.created or
-// [enricher.InputPort] for io.herald.portal.input_port.approved. The events of
-// an entity that may be gone by the time Herald processed the audit record
-// (data product, output port and technical asset created, updated and
-// deleted) decode as [enricher.DeletedEntity] when their data says
-// "deleted": true; a type switch tells them apart.
+// [enricher.InputPort] for io.herald.portal.input_port.approved. A deletion
+// decodes as [enricher.DeletedDataProduct], [enricher.DeletedOutputPort] or
+// [enricher.DeletedTechnicalAsset], which carry the entity's last known
+// state for teardown. A created or updated event of an entity that was gone
+// by the time Herald processed the audit record decodes as
+// [enricher.DeletedEntity] when its data says "deleted": true; a type switch
+// tells them apart.
 //
 // known is false, with a nil error, for a type the catalogue does not have,
 // and for a catalogue type whose dataschema names a data version other than

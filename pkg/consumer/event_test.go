@@ -18,7 +18,7 @@ import (
 
 // examples are real enricher output, one event of every catalogue type.
 var examples = sync.OnceValues(func() (map[string]event.Event, error) {
-	return portalsample.Examples(context.Background(), enricher.New())
+	return portalsample.Examples(context.Background(), enricher.New(portalsample.Replay()))
 })
 
 func example(t *testing.T, typ string) event.Event {
@@ -231,7 +231,7 @@ func TestDecodeCatalogueTypes(t *testing.T) {
 		want any // a zero value of the type Decode must return
 	}{
 		{"data_product.created", enricher.DataProduct{}},
-		{"data_product.deleted", enricher.DeletedEntity{}},
+		{"data_product.deleted", enricher.DeletedDataProduct{}},
 		{"output_port.updated", enricher.OutputPort{}},
 		{"technical_asset.created", enricher.TechnicalAsset{}},
 		{"port_asset.linked", enricher.PortAsset{}},

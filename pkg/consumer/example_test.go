@@ -80,7 +80,9 @@ func ExampleLedger_Process() {
 				_, err = tx.ExecContext(ctx, `INSERT INTO data_products (id, namespace, status) VALUES (?, ?, ?)
 					ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, status = excluded.status`,
 					dp.ID, dp.Namespace, dp.Status)
-			case enricher.DeletedEntity:
+			case enricher.DeletedDataProduct: // data_product.deleted
+				_, err = tx.ExecContext(ctx, `DELETE FROM data_products WHERE id = ?`, dp.ID)
+			case enricher.DeletedEntity: // created or updated, processed after the deletion
 				_, err = tx.ExecContext(ctx, `DELETE FROM data_products WHERE id = ?`, dp.ID)
 			}
 			return err

@@ -23,17 +23,22 @@
 //     enricher ([WithCustom]) goes ahead of the rules for its action.
 //  3. Look up: the entities are read from the portal's tables with plain,
 //     portable SQL through the caller's *gorm.DB, so it sees what the caller's
-//     transaction sees. Lookups read the current rows, so a record processed
-//     late carries the entities' later state, not the state the action left.
+//     transaction sees. Entities are read as they are at enrichment; relations
+//     (an input port, a published asset, a membership) as the audited action
+//     left them, reconstructed from the audit trail. Every event's data says
+//     which in as_of (docs/enricher.md, "Event data: which state, as of when").
 //  4. Build: one CloudEvent per record, with type
 //     io.herald.portal.<entity>.<verb>, a subject naming the entity (both ends
 //     for a link), time = the record's created_on, partitionkey = the data
 //     product that owns the change (so one data product's events stay in
 //     order), dataschema <schema base><type>/v1.json, and data carrying
-//     actor_id and audit_record_id so every event traces back to its audit row.
+//     actor_id and audit_record_id so every event traces back to its audit row,
+//     and traceparent, the span the record was enriched in
+//     ([WithTracerProvider]).
 //  5. Store: [Enricher.Record] writes the events with outbox.Write in the same
-//     transaction, so they exist if and only if that transaction commits.
-//     [Enricher.Events] stops before this step.
+//     transaction, so they exist if and only if that transaction commits, and
+//     with them the entity's last known state (herald_enricher_entity_state),
+//     which a later deletion carries. [Enricher.Events] stops before this step.
 //
 // # Rules
 //
@@ -49,6 +54,7 @@
 //	input_port      requested approved denied revoked    key: consuming data product
 //	                cancelled removed
 //	team_member     added role_changed removed           key: the data product
+//	output_port_member added role_changed removed        key: the port's data product
 //
 // [Rules.EventTypes] describes each event type; package schema generates the
 // JSON Schemas, the AsyncAPI document and docs/events.md from it and from the
@@ -66,12 +72,16 @@
 // # Deletions
 //
 // When the portal deletes an entity, its row is gone but the audit row keeps
-// its name in deleted_subject_identifier or deleted_target_identifier. The
-// event's data is then a [DeletedEntity] (deleted: true): the id from the
-// record and that name; an entity named inside a link event is an
-// [EntityRef] with deleted: true. The same applies to an earlier action
-// (say, "created") processed after the entity was deleted: the name comes
-// from the audit row that deleted it. An entity whose row is missing without
+// its name in deleted_subject_identifier or deleted_target_identifier. A
+// deletion's data is a [DeletedDataProduct], [DeletedOutputPort] or
+// [DeletedTechnicalAsset]: the id from the record, that name, the owner and
+// last_known, the data of the last created or updated event Herald emitted
+// for the entity (namespace, access type, platform, configuration: what
+// teardown needs), which Herald keeps per entity since the portal cannot.
+// An earlier action (say, "created") processed after the entity was deleted
+// is a [DeletedEntity] (deleted: true), named from the audit row that deleted
+// it; an entity named inside a relation event takes its details from the
+// last known state. An entity whose row is missing without
 // any recorded deletion fails with [ErrEntityNotFound] rather than producing
 // an empty event; the deletion may sit in a portal transaction that has not
 // committed yet, so a retry can succeed. The partition key of a deleted
@@ -86,9 +96,11 @@
 // data_outputs_datasets row a port asset. Some actions are deliberately
 // not events ([Rules.Ignored] lists them with the reason): requests and
 // refusals to publish a technical asset on a port or to join a team change
-// nothing a consumer provisions (the approval is the event), and output-port
-// role assignments are not in the v1 catalogue. A role assignment created
-// but still awaiting approval yields no event either. An input port's status
+// nothing a consumer provisions (the approval is the event), and so are
+// requests and refusals of output-port roles. A data-product role assignment
+// created but still awaiting approval yields no event either; the portal's
+// tables hold no output-port role assignments, so output_port_member events
+// carry no role. An input port's status
 // is the one its action left and previous_status the one the audit trail
 // held before it, so both are right however late the record is processed.
 package enricher

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -11,6 +12,11 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
@@ -150,16 +156,21 @@ func TestFixtureRecords(t *testing.T) {
 func TestDataProductData(t *testing.T) {
 	db := portalDB(t)
 	rec := fixtureRecords(t, db)["d1e2f3a4-b5c6-47d8-a9e0-f1a2b3c4d509"] // data_product_setting_updated
-	got := decode[enricher.DataProduct](t, oneEvent(t, enricher.New(), db, rec))
+	readAt := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	e := enricher.New(enricher.WithClock(func() time.Time { return readAt }))
+	got := decode[enricher.DataProduct](t, oneEvent(t, e, db, rec))
 	want := enricher.DataProduct{
 		ID: ordersID, Name: "Orders", Namespace: "sales-orders", Description: "Order facts", Status: "active",
 		Domain:   &enricher.Ref{ID: "00000000-0000-4000-8000-0000000000d1", Name: "Sales"},
 		Type:     &enricher.Ref{ID: "00000000-0000-4000-8000-0000000000a1", Name: "Source-aligned"},
 		Settings: map[string]string{"retention_days": "30"},
 		TeamMembers: []enricher.TeamMember{
-			{UserID: anaID, Email: "ana@example.com", Role: "Owner"},
-			{UserID: "00000000-0000-4000-8000-000000000002", Email: "bo@example.com", Role: "Member"},
+			{User: enricher.UserRef{ID: anaID, Email: "ana@example.com"}, Role: "Owner"},
+			{User: enricher.UserRef{ID: boID, Email: "bo@example.com"}, Role: "Member"},
 		},
+		// Read when the whole fixture is in: the team as it is after Chi's
+		// removal at 10:11, not at 10:07, as of when Herald read it.
+		AsOf:       readAt,
 		Provenance: enricher.Provenance{ActorID: anaID, AuditRecordID: rec.ID},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -184,10 +195,11 @@ func TestDataProductWithoutTeamOrSettings(t *testing.T) {
 func TestOutputPortData(t *testing.T) {
 	db := portalDB(t)
 	rec := fixtureRecords(t, db)["c3d4e5f6-0718-4293-a4b5-c6d7e8f90a03"] // dataset_created
-	got := decode[enricher.OutputPort](t, oneEvent(t, enricher.New(), db, rec))
+	got := decode[enricher.OutputPort](t, oneEvent(t, enricher.New(portalsample.Replay()), db, rec))
 	want := enricher.OutputPort{
 		ID: ordersDaily, Name: "Orders daily", Namespace: "sales-orders-daily", DataProductID: ordersID,
 		AccessType: "restricted", Status: "active",
+		AsOf:       rec.CreatedOn, // replayed: read at the record's own time
 		Provenance: enricher.Provenance{ActorID: anaID, AuditRecordID: rec.ID},
 	}
 	if got != want {
@@ -199,17 +211,24 @@ func TestDeletedDataProductKeepsItsName(t *testing.T) {
 	db := portalDB(t)
 	recs := fixtureRecords(t, db)
 	e := enricher.New()
-	for _, id := range []string{
-		"3d4e5f60-7182-4934-a5b6-c7d8e9f0a112", // data_product_removed: the name is on the record
-		"8c9d0e1f-2a3b-4c4d-8e5f-6a7b8c9d0e11", // data_product_created, processed after the deletion
-	} {
-		rec := recs[id]
-		got := decode[enricher.DeletedEntity](t, oneEvent(t, e, db, rec))
-		want := enricher.DeletedEntity{ID: scratchpadID, Name: "Scratchpad", Deleted: true,
-			Provenance: enricher.Provenance{ActorID: "00000000-0000-4000-8000-000000000002", AuditRecordID: id}}
-		if got != want {
-			t.Errorf("%s: data\n got %+v\nwant %+v", rec.Name, got, want)
-		}
+	removedAt := time.Date(2026, 11, 1, 10, 10, 0, 0, time.UTC)
+	gone := func(id string) enricher.DeletedEntity {
+		return enricher.DeletedEntity{ID: scratchpadID, Name: "Scratchpad", Deleted: true, AsOf: removedAt,
+			Provenance: enricher.Provenance{ActorID: boID, AuditRecordID: id}}
+	}
+
+	// data_product_removed: the name is on the record. Herald never saw the
+	// product alive, so there is no last known state.
+	removed := "3d4e5f60-7182-4934-a5b6-c7d8e9f0a112"
+	got := decode[enricher.DeletedDataProduct](t, oneEvent(t, e, db, recs[removed]))
+	if want := (enricher.DeletedDataProduct{DeletedEntity: gone(removed)}); !reflect.DeepEqual(got, want) {
+		t.Errorf("removed: data\n got %+v\nwant %+v", got, want)
+	}
+	// data_product_created processed after the deletion: named, and as of,
+	// from the audit row that deleted it.
+	created := "8c9d0e1f-2a3b-4c4d-8e5f-6a7b8c9d0e11"
+	if got := decode[enricher.DeletedEntity](t, oneEvent(t, e, db, recs[created])); got != gone(created) {
+		t.Errorf("created: data\n got %+v\nwant %+v", got, gone(created))
 	}
 }
 
@@ -346,4 +365,104 @@ func TestEventsInsideTransaction(t *testing.T) {
 	if err == nil {
 		t.Fatal("transaction committed")
 	}
+}
+
+// A span per record, and every event the record yields carries that span's
+// traceparent, so the relay's send span can link back to it.
+func TestTracing(t *testing.T) {
+	ctx := context.Background()
+	db := outboxDB(t)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(ctx) })
+	traceParentOf := func(sc trace.SpanContext) string {
+		return fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags())
+	}
+	custom := func(_ context.Context, _ *gorm.DB, rec enricher.AuditRecord) ([]event.Event, error) {
+		ev, err := event.New("com.example.portal.maintenance", "/portal", map[string]string{"by": rec.ActorID})
+		return []event.Event{ev}, err
+	}
+	e := enricher.New(enricher.WithTracerProvider(tp), enricher.WithCustom("portal_maintenance_started", custom))
+
+	t.Run("record", func(t *testing.T) {
+		exp.Reset()
+		evs, err := e.Record(ctx, db, validRecord())
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("Record: %v, %v", evs, err)
+		}
+		spans := exp.GetSpans()
+		if len(spans) != 1 {
+			t.Fatalf("%d spans, want 1", len(spans))
+		}
+		s := spans[0]
+		if evs[0].TraceParent != traceParentOf(s.SpanContext) {
+			t.Errorf("traceparent %q, want the span's %q", evs[0].TraceParent, traceParentOf(s.SpanContext))
+		}
+		if s.Name != "enrich audit record" || s.SpanKind != trace.SpanKindProducer || s.Status.Code != codes.Unset {
+			t.Errorf("span %q kind %s status %v", s.Name, s.SpanKind, s.Status)
+		}
+		attrs := attribute.NewSet(s.Attributes...)
+		if v, _ := attrs.Value("herald.audit_record.id"); v.AsString() != validRecord().ID {
+			t.Errorf("span attributes %v", s.Attributes)
+		}
+		if v, _ := attrs.Value("messaging.batch.message_count"); v.AsInt64() != 1 {
+			t.Errorf("span attributes %v", s.Attributes)
+		}
+		// What the relay reads is what Record returned.
+		rows := outboxRows(t, db)
+		stored, err := event.Parse(rows[len(rows)-1].Payload)
+		if err != nil || stored.TraceParent != evs[0].TraceParent {
+			t.Errorf("outbox row traceparent %q (%v), want %q", stored.TraceParent, err, evs[0].TraceParent)
+		}
+	})
+	t.Run("child of the caller's span", func(t *testing.T) {
+		exp.Reset()
+		parentCtx, parent := tp.Tracer("test").Start(ctx, "poll")
+		evs, err := e.Events(parentCtx, db, validRecord())
+		parent.End()
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("Events: %v, %v", evs, err)
+		}
+		ev := evs[0]
+		spans := exp.GetSpans()
+		var enrich tracetest.SpanStub
+		for _, s := range spans {
+			if s.Name == "enrich audit record" {
+				enrich = s
+			}
+		}
+		if enrich.Parent.SpanID() != parent.SpanContext().SpanID() || enrich.SpanContext.TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("enrichment span's parent %s, want the caller's %s", enrich.Parent.SpanID(), parent.SpanContext().SpanID())
+		}
+		if ev.TraceParent != traceParentOf(enrich.SpanContext) {
+			t.Errorf("traceparent %q, want the enrichment span's %q", ev.TraceParent, traceParentOf(enrich.SpanContext))
+		}
+	})
+	t.Run("custom enricher's events", func(t *testing.T) {
+		exp.Reset()
+		rec := validRecord()
+		rec.Name, rec.SubjectID, rec.SubjectType = "portal_maintenance_started", "", ""
+		ev := oneEvent(t, e, db, rec)
+		if spans := exp.GetSpans(); len(spans) != 1 || ev.TraceParent != traceParentOf(spans[0].SpanContext) {
+			t.Errorf("custom event traceparent %q, spans %d", ev.TraceParent, len(spans))
+		}
+	})
+	t.Run("failure", func(t *testing.T) {
+		exp.Reset()
+		rec := validRecord()
+		rec.Name = "data_product_archived"
+		if _, err := e.Events(ctx, db, rec); !errors.Is(err, enricher.ErrUnmapped) {
+			t.Fatalf("err = %v", err)
+		}
+		if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Status.Code != codes.Error || len(spans[0].Events) == 0 {
+			t.Errorf("a failed enrichment's span: %+v", spans)
+		}
+	})
+	t.Run("no tracer provider", func(t *testing.T) {
+		// OpenTelemetry's global provider records nothing until a program
+		// sets one: no trace, no traceparent.
+		if ev := oneEvent(t, enricher.New(), db, validRecord()); ev.TraceParent != "" {
+			t.Errorf("traceparent %q without a tracer provider, want none", ev.TraceParent)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/glebarez/sqlite"
 	"gorm.io/gorm"
@@ -101,8 +102,11 @@ func ExampleEnricher_Record() {
 	// data_product_role_assignment_removed → team_member.removed
 }
 
-// Events shows what a consumer receives: the entity as the portal holds it,
-// with the actor and the audit row that caused the event.
+// Events shows what a consumer receives: the entity as the portal holds it
+// when the record is processed (here with the team change at 10:11, after
+// the setting change at 10:07), as of when Herald read it, with the actor
+// and the audit row that caused the event. The clock is set to the day
+// after, when the record is processed late.
 func ExampleEnricher_Events() {
 	ctx := context.Background()
 	db, closeDB, err := openSample(ctx)
@@ -118,7 +122,8 @@ func ExampleEnricher_Events() {
 		return
 	}
 	settingUpdated := recs[8]
-	evs, err := enricher.New().Events(ctx, db, settingUpdated)
+	readAt := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	evs, err := enricher.New(enricher.WithClock(func() time.Time { return readAt })).Events(ctx, db, settingUpdated)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -160,16 +165,21 @@ func ExampleEnricher_Events() {
 	//   },
 	//   "team_members": [
 	//     {
-	//       "user_id": "00000000-0000-4000-8000-000000000001",
-	//       "email": "ana@example.com",
+	//       "user": {
+	//         "id": "00000000-0000-4000-8000-000000000001",
+	//         "email": "ana@example.com"
+	//       },
 	//       "role": "Owner"
 	//     },
 	//     {
-	//       "user_id": "00000000-0000-4000-8000-000000000002",
-	//       "email": "bo@example.com",
+	//       "user": {
+	//         "id": "00000000-0000-4000-8000-000000000002",
+	//         "email": "bo@example.com"
+	//       },
 	//       "role": "Member"
 	//     }
 	//   ],
+	//   "as_of": "2026-11-02T08:00:00Z",
 	//   "actor_id": "00000000-0000-4000-8000-000000000001",
 	//   "audit_record_id": "d1e2f3a4-b5c6-47d8-a9e0-f1a2b3c4d509"
 	// }

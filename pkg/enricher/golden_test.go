@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gorm.io/gorm"
@@ -17,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/outbox"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from this run")
@@ -49,7 +52,7 @@ func runScenario(t *testing.T, db *gorm.DB) ([]goldenRecord, []event.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := enricher.New()
+	e := enricher.New(portalsample.Replay())
 	var out []goldenRecord
 	var all []event.Event
 	for _, rec := range recs {
@@ -248,5 +251,163 @@ func fixtureFacts(t *testing.T, got []goldenRecord) {
 	if ip.DataProduct.ID != churnID || ip.OutputPort.ID != ordersDaily || ip.Status != "approved" ||
 		ip.PreviousStatus == nil || *ip.PreviousStatus != "pending" || ip.ApprovedBy == nil || ip.ApprovedBy.Email != "ana@example.com" {
 		t.Errorf("flipped approval data: %s", approved.Data)
+	}
+}
+
+// The lifecycle scenario plays portal changes and their audit records one at
+// a time, each record enriched right after its change as a tail would, so
+// that Herald sees entities alive before they are deleted: the deletions
+// then carry the last known state Herald kept, and events naming a deleted
+// output port take its namespace, access type and technical assets from it.
+// It starts from the fixture.
+
+const (
+	clicksS3   = "30000000-0000-4000-8000-000000000009"
+	clicksPort = "20000000-0000-4000-8000-000000000009"
+)
+
+// stmt is one portal statement with its arguments.
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// lifecycleStep is a portal change and the audit record the portal writes
+// with it.
+type lifecycleStep struct {
+	change []stmt
+	rec    enricher.AuditRecord
+}
+
+func lifecycle() []lifecycleStep {
+	day := func(h, m int) time.Time { return time.Date(2026, 11, 3, h, m, 0, 0, time.UTC) }
+	audit := func(n int, name, subjectID, subjectType, targetID, targetType, actor, goneSubject string, at time.Time) enricher.AuditRecord {
+		return enricher.AuditRecord{ID: fmt.Sprintf("e1000000-0000-4000-8000-%012d", n), Name: name,
+			SubjectID: subjectID, SubjectType: subjectType, TargetID: targetID, TargetType: targetType,
+			ActorID: actor, DeletedSubjectIdentifier: goneSubject, CreatedOn: at}
+	}
+	inputPort := "40000000-0000-4000-8000-000000000009"
+	return []lifecycleStep{
+		{[]stmt{{`INSERT INTO data_outputs (id, name, namespace, owner_id, platform_id, service_id, configuration, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			[]any{clicksS3, "clicks_s3", "sales-clicks-s3", ordersID, "aws", "s3", `{"bucket":"web","prefix":"clicks/"}`, "active"}}},
+			audit(1, "data_output_created", clicksS3, "data_output", ordersID, "data_product", anaID, "", day(10, 0))},
+		{[]stmt{{`INSERT INTO datasets (id, name, namespace, data_product_id, access_type, status) VALUES (?, ?, ?, ?, ?, ?)`,
+			[]any{clicksPort, "Clicks", "sales-clicks", ordersID, "restricted", "active"}}},
+			audit(2, "dataset_created", clicksPort, "dataset", ordersID, "data_product", anaID, "", day(10, 1))},
+		{[]stmt{{`INSERT INTO data_outputs_datasets (id, data_output_id, dataset_id, status) VALUES (?, ?, ?, ?)`,
+			[]any{"31000000-0000-4000-8000-000000000009", clicksS3, clicksPort, "approved"}}},
+			audit(3, "data_output_dataset_link_approved", clicksS3, "data_output", clicksPort, "dataset", anaID, "", day(10, 2))},
+		{[]stmt{{`INSERT INTO data_products_datasets (id, data_product_id, dataset_id, status, justification, requested_by_id, requested_on) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			[]any{inputPort, churnID, clicksPort, "pending", "Churn from clicks", chiID, day(10, 3)}}},
+			audit(4, "data_product_dataset_link_requested", churnID, "data_product", clicksPort, "dataset", chiID, "", day(10, 3))},
+		{[]stmt{{`UPDATE data_products_datasets SET status = ?, approved_by_id = ?, approved_on = ?, valid_until = ? WHERE id = ?`,
+			[]any{"approved", anaID, day(10, 4), time.Date(2027, 11, 3, 0, 0, 0, 0, time.UTC), inputPort}}},
+			audit(5, "data_product_dataset_link_approved", clicksPort, "dataset", churnID, "data_product", anaID, "", day(10, 4))},
+		{nil, audit(6, "dataset_role_assignment_created", clicksPort, "dataset", boID, "user", anaID, "", day(10, 5))},
+		// The port goes, and the portal's links with it.
+		{[]stmt{{`DELETE FROM data_products_datasets WHERE dataset_id = ?`, []any{clicksPort}},
+			{`DELETE FROM data_outputs_datasets WHERE dataset_id = ?`, []any{clicksPort}},
+			{`DELETE FROM datasets WHERE id = ?`, []any{clicksPort}}},
+			audit(7, "dataset_removed", clicksPort, "dataset", ordersID, "data_product", anaID, "Clicks", day(10, 6))},
+		{nil, audit(8, "data_product_dataset_link_removed", churnID, "data_product", clicksPort, "dataset", anaID, "", day(10, 7))},
+		{nil, audit(9, "dataset_role_assignment_removed", clicksPort, "dataset", boID, "user", anaID, "", day(10, 8))},
+		// No data product on the record: the owner is the last known one.
+		{[]stmt{{`DELETE FROM data_outputs WHERE id = ?`, []any{clicksS3}}},
+			audit(10, "data_output_removed", clicksS3, "data_output", "", "", anaID, "clicks_s3", day(10, 9))},
+	}
+}
+
+// applyStep makes the step's change and writes its audit row in one portal
+// transaction, as the portal does.
+func applyStep(ctx context.Context, portal *gorm.DB, s lifecycleStep) error {
+	null := func(v string) any {
+		if v == "" {
+			return nil
+		}
+		return v
+	}
+	r := s.rec
+	return portal.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, st := range s.change {
+			if err := tx.Exec(st.sql, st.args...).Error; err != nil {
+				return fmt.Errorf("%s: %w", st.sql, err)
+			}
+		}
+		return tx.Exec(`INSERT INTO events (id, name, subject_id, subject_type, target_id, target_type, actor_id,
+  deleted_subject_identifier, deleted_target_identifier, created_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Name, null(r.SubjectID), null(r.SubjectType), null(r.TargetID), null(r.TargetType), r.ActorID,
+			null(r.DeletedSubjectIdentifier), null(r.DeletedTargetIdentifier), r.CreatedOn).Error
+	})
+}
+
+// playLifecycle applies every step to portal and enriches its record into
+// outboxDB, portal and outbox apart unless they are the same database, and
+// returns the outcomes and the events.
+func playLifecycle(t *testing.T, e *enricher.Enricher, portal, outboxDB *gorm.DB) ([]goldenRecord, []event.Event) {
+	t.Helper()
+	ctx := context.Background()
+	var out []goldenRecord
+	var all []event.Event
+	for _, s := range lifecycle() {
+		if err := applyStep(ctx, portal, s); err != nil {
+			t.Fatalf("%s: %v", s.rec.Name, err)
+		}
+		g := goldenRecord{AuditRecordID: s.rec.ID, Action: s.rec.Name, Events: []goldenEvent{}}
+		err := outboxDB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var evs []event.Event
+			var err error
+			if portal == outboxDB {
+				evs, err = e.Record(ctx, tx, s.rec)
+			} else {
+				evs, err = e.EnrichApart(ctx, portal, tx, s.rec)
+				if err == nil {
+					err = outbox.Write(ctx, tx, evs...)
+				}
+			}
+			for _, ev := range evs {
+				g.Events = append(g.Events, goldenEvent{ev.Type, ev.Subject, ev.Time.Format(time.RFC3339),
+					ev.PartitionKey, ev.DataSchema, ev.Data})
+			}
+			all = append(all, evs...)
+			return err
+		})
+		if err != nil {
+			g.Error = err.Error()
+		}
+		out = append(out, g)
+	}
+	return out, all
+}
+
+// TestGoldenLifecycle plays the lifecycle with the portal and the outbox in
+// one database of each dialect, and with the portal on PostgreSQL and the
+// outbox, where the last known state is kept, on MariaDB: every run must
+// produce exactly the golden sequence, valid against the published schemas.
+func TestGoldenLifecycle(t *testing.T) {
+	v := newSchemaValidator(t)
+	for _, tt := range []struct{ portal, outbox string }{
+		{"postgres", "postgres"}, {"sqlite", "sqlite"}, {"mysql", "mysql"}, {"postgres", "mysql"},
+	} {
+		t.Run(tt.portal+"-portal/"+tt.outbox+"-outbox", func(t *testing.T) {
+			ctx := context.Background()
+			outboxDB := testdb.Migrated(t, tt.outbox).Gorm
+			portal := outboxDB
+			if tt.portal != tt.outbox {
+				portal = testdb.New(t, tt.portal).Gorm
+			}
+			if err := portalsample.Load(ctx, portal); err != nil {
+				t.Fatal(err)
+			}
+			got, evs := playLifecycle(t, enricher.New(portalsample.Replay()), portal, outboxDB)
+			for _, r := range got {
+				if r.Error != "" {
+					t.Errorf("audit record %s (%s): %s", r.AuditRecordID, r.Action, r.Error)
+				}
+			}
+			for _, ev := range evs {
+				v.validate(t, ev)
+			}
+			compareGolden(t, "lifecycle.golden.json", got)
+		})
 	}
 }

@@ -84,10 +84,14 @@ type APIError struct {
 // enriched and written, or quarantined with its reason; either way its id is
 // marked processed, so re-posting a record is acknowledged as "duplicate"
 // and not enriched again. A bad record never fails the batch: the response
-// (200) has a status per record. When the database fails for some record
-// the response is 503 with the per-record statuses; the client posts the
-// batch again. It accepts [WithPortal], [WithSourceLogger],
-// [WithMaxBodyBytes], [WithMaxRecords] and [WithObserver].
+// (200) has a status per record. When the database fails for some record,
+// or the portal cannot be read ([ErrPortalUnavailable]: unreachable, or its
+// tables missing or not readable, which is a setting to fix and no fault of
+// the record), that record is not recorded at all, neither quarantined nor
+// marked processed, and the response is 503 with the per-record statuses;
+// the client posts the batch again. It accepts [WithPortal],
+// [WithSourceLogger], [WithMaxBodyBytes], [WithMaxRecords],
+// [WithMaxEventBytes] and [WithObserver].
 func NewIngestHandler(db *gorm.DB, e *Enricher, token string, opts ...SourceOption) (http.Handler, error) {
 	if token == "" {
 		return nil, errors.New("enricher ingest: token required")
@@ -168,11 +172,25 @@ func (h *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp := IngestResponse{Results: make([]IngestResult, 0, len(req.Records))}
 	code := http.StatusOK
+	portalErr := &APIError{Code: "portal_unavailable", Message: "not stored: the portal's database cannot be read; post the batch again"}
+	portalDown := false
 	for i, raw := range req.Records {
 		rec, decodeErr := decodeRecord(raw)
+		if portalDown {
+			// The rest would wait on the same portal one by one, each
+			// to the same end.
+			resp.Results = append(resp.Results, IngestResult{Index: i, ID: auditKey(rec.ID), Status: StatusError, Error: portalErr})
+			continue
+		}
 		res, err := h.p.handle(ctx, "ingest", incoming{rec: rec, raw: raw, badErr: decodeErr}, nil)
 		out := IngestResult{Index: i, ID: res.AuditID, Status: res.Status, EventIDs: res.EventIDs, QuarantineID: res.QuarantineID}
 		switch {
+		case errors.Is(err, ErrPortalUnavailable):
+			// The portal's fault, not the record's: nothing is written, and
+			// the details (table names, hosts) stay in the log.
+			h.p.log.ErrorContext(ctx, "ingest: records not stored: the portal cannot be read", slog.Int("from_index", i), slog.Any("error", err))
+			out.Status, out.Error, portalDown = StatusError, portalErr, true
+			code = http.StatusServiceUnavailable
 		case err != nil:
 			h.p.log.ErrorContext(ctx, "ingest: record not stored", slog.Int("index", i), slog.Any("error", err))
 			out.Status = StatusError

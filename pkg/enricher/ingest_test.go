@@ -1,6 +1,7 @@
 package enricher_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,8 +12,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
+	"github.com/heraldhq/herald/internal/portalsample"
+	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/pkg/enricher"
 )
 
@@ -231,5 +236,110 @@ func TestIngestRefusesWholeRequest(t *testing.T) {
 				t.Errorf("after three good requests: %v, before %v", got, none)
 			}
 		})
+	}
+}
+
+// A portal that cannot be read is a setting to fix, not a bad record: a
+// valid record is answered 503 and recorded nowhere, neither quarantined
+// nor marked processed, so posting it again once the portal is readable
+// enriches it.
+func TestIngestPortalUnreadable(t *testing.T) {
+	// A PostgreSQL portal at a port where nothing listens, opened without
+	// the ping outbox.Open makes, as serve opens a portal.
+	unreachable, err := gorm.Open(postgres.Open("postgres://herald@127.0.0.1:1/portal?sslmode=disable&connect_timeout=2"),
+		&gorm.Config{DisableAutomaticPing: true, Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dialect := range testdb.Dialects() {
+		for _, tt := range []struct {
+			name   string
+			portal *gorm.DB // nil: the outbox's database, without the portal's tables
+		}{
+			{"tables missing", nil},
+			{"unreachable", unreachable},
+		} {
+			t.Run(dialect+"/"+tt.name, func(t *testing.T) {
+				ctx := context.Background()
+				db := testdb.Migrated(t, dialect)
+				var opts []enricher.SourceOption
+				if tt.portal != nil {
+					opts = append(opts, enricher.WithPortal(tt.portal))
+				}
+				e := enricher.New()
+				h, err := enricher.NewIngestHandler(db.Gorm, e, ingestToken, opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				record := func(action string) string {
+					return fmt.Sprintf(`{"id": %q, "name": %q,
+  "subject_id": "10000000-0000-4000-8000-000000000001", "subject_type": "data_product",
+  "actor_id": "00000000-0000-4000-8000-000000000001", "created_on": "2026-11-01T10:00:00Z"}`, uuid.NewString(), action)
+				}
+				body := `{"records": [` + record("data_product_created") + `, ` + record("data_product_updated") + `]}`
+				none := writtenRows(t, db.Gorm)
+
+				rec, out := post(t, h, ingestToken, body)
+				results, _ := out["results"].([]any)
+				if rec.Code != http.StatusServiceUnavailable || len(results) != 2 {
+					t.Fatalf("%d %v, want 503 with two results", rec.Code, out)
+				}
+				for _, r := range results {
+					r := r.(map[string]any)
+					apiErr, _ := r["error"].(map[string]any)
+					if r["status"] != string(enricher.StatusError) || r["id"] == "" || apiErr == nil || apiErr["code"] != "portal_unavailable" {
+						t.Errorf("result %v, want status error with code portal_unavailable", r)
+					}
+				}
+				if got := writtenRows(t, db.Gorm); !maps.Equal(got, none) {
+					t.Fatalf("a record the portal could not be read for was recorded: %v, before %v", got, none)
+				}
+
+				// Once the portal is readable, the same post enriches it.
+				if tt.portal != nil {
+					return
+				}
+				if err := portalsample.Load(ctx, db.Gorm); err != nil {
+					t.Fatal(err)
+				}
+				rec, out = post(t, h, ingestToken, body)
+				results, _ = out["results"].([]any)
+				if rec.Code != http.StatusOK || len(results) != 2 || results[0].(map[string]any)["status"] != "enriched" ||
+					results[1].(map[string]any)["status"] != "enriched" {
+					t.Fatalf("after the portal's tables exist: %d %v, want the records enriched", rec.Code, out)
+				}
+			})
+		}
+	}
+}
+
+// Ingest keeps an event larger than the main destination takes out of the
+// outbox: the record is quarantined as too_large, in a 200 response.
+func TestIngestQuarantinesOversizeEvents(t *testing.T) {
+	db := portalOutbox(t, "sqlite")
+	e := enricher.New()
+	h, err := enricher.NewIngestHandler(db.Gorm, e, ingestToken, enricher.WithMaxBodyBytes(16<<20), enricher.WithMaxEventBytes(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := template(t, e, db.Gorm)
+	record, _ := json.Marshal(map[string]any{"records": []any{map[string]any{
+		"id": uuid.NewString(), "name": "data_product_removed", "subject_id": uuid.NewString(), "subject_type": "data_product",
+		"actor_id": tmpl.ActorID, "deleted_subject_identifier": strings.Repeat("n", 6<<20), "created_on": "2026-11-02T10:00:00Z",
+	}}})
+	none := writtenRows(t, db.Gorm)
+	rec, out := post(t, h, ingestToken, string(record))
+	results, _ := out["results"].([]any)
+	if rec.Code != http.StatusOK || len(results) != 1 {
+		t.Fatalf("%d, want 200 with one result", rec.Code)
+	}
+	r := results[0].(map[string]any)
+	apiErr, _ := r["error"].(map[string]any)
+	if r["status"] != "quarantined" || apiErr == nil || apiErr["kind"] != enricher.KindTooLarge ||
+		!strings.Contains(apiErr["message"].(string), "at most 1048576") {
+		t.Fatalf("result %.300v, want quarantined as too_large naming the limit", r)
+	}
+	if got := writtenRows(t, db.Gorm); got["herald_outbox"] != none["herald_outbox"] || got[enricher.QuarantineTable] != none[enricher.QuarantineTable]+1 {
+		t.Errorf("rows after the oversize record: %v, before %v; want one quarantined and no event", got, none)
 	}
 }

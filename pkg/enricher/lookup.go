@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -15,8 +16,9 @@ import (
 
 // The lookups read the portal's tables with plain SQL through gorm: "?"
 // placeholders (gorm rebinds them per dialect), no dialect-specific functions,
-// so the same text runs on SQLite and PostgreSQL. They run on the caller's
-// transaction, so they see the state that transaction sees. Timestamps are
+// so the same text runs on SQLite, PostgreSQL and MySQL. They run on the
+// portal handle the caller gives (its transaction, unless the portal is a
+// database of its own), so they see the state it sees. Timestamps are
 // compared in Go, not SQL: SQLite holds them as text in more than one layout.
 
 // errRowMissing is returned by a loader when the entity row does not exist.
@@ -46,8 +48,8 @@ func refOf(id, name sql.NullString) *Ref {
 	return &Ref{ID: id.String, Name: name.String}
 }
 
-func loadDataProduct(ctx context.Context, db *gorm.DB, id string, prov Provenance) (any, string, error) {
-	dp := DataProduct{Settings: map[string]string{}, TeamMembers: []TeamMember{}, Provenance: prov}
+func loadDataProduct(ctx context.Context, db *gorm.DB, id string, prov Provenance) (entityData, error) {
+	dp := &DataProduct{Settings: map[string]string{}, TeamMembers: []TeamMember{}, Provenance: prov}
 	found := false
 	err := query(ctx, db, func(r *sql.Rows) error {
 		var desc, domainID, domainName, typeID, typeName sql.NullString
@@ -63,10 +65,10 @@ LEFT JOIN domains d ON d.id = dp.domain_id
 LEFT JOIN data_product_types t ON t.id = dp.type_id
 WHERE dp.id = ?`, id)
 	if err != nil {
-		return nil, "", fmt.Errorf("look up data product %s: %w", id, err)
+		return nil, fmt.Errorf("look up data product %s: %w", id, err)
 	}
 	if !found {
-		return nil, "", errRowMissing
+		return nil, errRowMissing
 	}
 
 	err = query(ctx, db, func(r *sql.Rows) error {
@@ -78,7 +80,7 @@ WHERE dp.id = ?`, id)
 		return nil
 	}, `SELECT name, value FROM data_product_settings WHERE data_product_id = ? ORDER BY name`, id)
 	if err != nil {
-		return nil, "", fmt.Errorf("look up settings of data product %s: %w", id, err)
+		return nil, fmt.Errorf("look up settings of data product %s: %w", id, err)
 	}
 
 	// Only approved assignments make someone a member; pending and denied
@@ -86,7 +88,7 @@ WHERE dp.id = ?`, id)
 	err = query(ctx, db, func(r *sql.Rows) error {
 		var m TeamMember
 		var role sql.NullString
-		if err := r.Scan(&m.UserID, &m.Email, &role); err != nil {
+		if err := r.Scan(&m.User.ID, &m.User.Email, &role); err != nil {
 			return err
 		}
 		m.Role = role.String
@@ -99,29 +101,29 @@ LEFT JOIN roles r ON r.id = ra.role_id
 WHERE ra.data_product_id = ? AND ra.decision = 'approved'
 ORDER BY u.email, ra.user_id`, id)
 	if err != nil {
-		return nil, "", fmt.Errorf("look up team of data product %s: %w", id, err)
+		return nil, fmt.Errorf("look up team of data product %s: %w", id, err)
 	}
-	return dp, dp.ID, nil
+	return dp, nil
 }
 
-func loadOutputPort(ctx context.Context, db *gorm.DB, id string, prov Provenance) (any, string, error) {
-	op := OutputPort{Provenance: prov}
+func loadOutputPort(ctx context.Context, db *gorm.DB, id string, prov Provenance) (entityData, error) {
+	op := &OutputPort{Provenance: prov}
 	found := false
 	err := query(ctx, db, func(r *sql.Rows) error {
 		found = true
 		return r.Scan(&op.ID, &op.Name, &op.Namespace, &op.DataProductID, &op.AccessType, &op.Status)
 	}, `SELECT id, name, namespace, data_product_id, access_type, status FROM datasets WHERE id = ?`, id)
 	if err != nil {
-		return nil, "", fmt.Errorf("look up output port %s: %w", id, err)
+		return nil, fmt.Errorf("look up output port %s: %w", id, err)
 	}
 	if !found {
-		return nil, "", errRowMissing
+		return nil, errRowMissing
 	}
-	return op, op.DataProductID, nil
+	return op, nil
 }
 
-func loadTechnicalAsset(ctx context.Context, db *gorm.DB, id string, prov Provenance) (any, string, error) {
-	ta := TechnicalAsset{Provenance: prov}
+func loadTechnicalAsset(ctx context.Context, db *gorm.DB, id string, prov Provenance) (entityData, error) {
+	ta := &TechnicalAsset{Provenance: prov}
 	var config sql.NullString
 	found := false
 	err := query(ctx, db, func(r *sql.Rows) error {
@@ -129,15 +131,42 @@ func loadTechnicalAsset(ctx context.Context, db *gorm.DB, id string, prov Proven
 		return r.Scan(&ta.ID, &ta.Name, &ta.Namespace, &ta.DataProductID, &ta.Platform, &ta.Service, &config, &ta.Status)
 	}, `SELECT id, name, namespace, owner_id, platform_id, service_id, configuration, status FROM data_outputs WHERE id = ?`, id)
 	if err != nil {
-		return nil, "", fmt.Errorf("look up technical asset %s: %w", id, err)
+		return nil, fmt.Errorf("look up technical asset %s: %w", id, err)
 	}
 	if !found {
-		return nil, "", errRowMissing
+		return nil, errRowMissing
 	}
 	if ta.Configuration, err = jsonObject(config.String); err != nil {
-		return nil, "", fmt.Errorf("technical asset %s: configuration: %w", id, err)
+		return nil, fmt.Errorf("technical asset %s: configuration: %w", id, err)
 	}
-	return ta, ta.DataProductID, nil
+	return ta, nil
+}
+
+// publishedAssets reads the technical assets published on an output port
+// (approved data_outputs_datasets rows), ordered by namespace.
+func publishedAssets(ctx context.Context, db *gorm.DB, port string) ([]TechnicalAssetRef, error) {
+	out := []TechnicalAssetRef{}
+	err := query(ctx, db, func(r *sql.Rows) error {
+		var a TechnicalAssetRef
+		var config sql.NullString
+		if err := r.Scan(&a.ID, &a.Name, &a.Namespace, &a.DataProductID, &a.Platform, &a.Service, &config); err != nil {
+			return err
+		}
+		var err error
+		if a.Configuration, err = jsonObject(config.String); err != nil {
+			return fmt.Errorf("technical asset %s: configuration: %w", a.ID, err)
+		}
+		out = append(out, a)
+		return nil
+	}, `SELECT o.id, o.name, o.namespace, o.owner_id, o.platform_id, o.service_id, o.configuration
+FROM data_outputs_datasets l
+JOIN data_outputs o ON o.id = l.data_output_id
+WHERE l.dataset_id = ? AND l.status = 'approved'
+ORDER BY o.namespace, o.id`, port)
+	if err != nil {
+		return nil, fmt.Errorf("look up technical assets of output port %s: %w", port, err)
+	}
+	return out, nil
 }
 
 // jsonObject decodes a stored JSON object. Numbers keep their digits
@@ -161,13 +190,13 @@ func jsonObject(s string) (map[string]any, error) {
 
 // queryRef runs an entitySpec's refQuery for id into out. found is false
 // when there is no such row.
-func queryRef(ctx context.Context, db *gorm.DB, q, id string, out *EntityRef) (found bool, err error) {
+func queryRef(ctx context.Context, db *gorm.DB, q, id string, out *entityFacts) (found bool, err error) {
 	err = query(ctx, db, func(r *sql.Rows) error {
 		var owner sql.NullString
-		if err := r.Scan(&out.Name, &out.Namespace, &owner); err != nil {
+		if err := r.Scan(&out.name, &out.namespace, &owner); err != nil {
 			return err
 		}
-		out.DataProductID, found = owner.String, true
+		out.owner, found = owner.String, true
 		return nil
 	}, q, id)
 	return found, err
@@ -185,27 +214,38 @@ func loadUser(ctx context.Context, db *gorm.DB, side entityRef) (UserRef, error)
 	return u, nil
 }
 
-// loadInputPort fills ip from the portal's row for the consumer and output
-// port, the most recently requested if there are several.
-func loadInputPort(ctx context.Context, db *gorm.DB, consumer, port string, ip *InputPort) error {
+// inputPortRow is the portal's data_products_datasets row: the input port
+// as the portal holds it now, which may be a later request's than the
+// record's.
+type inputPortRow struct {
+	id, justification                   string
+	requestedBy, approvedBy             *UserRef
+	requestedOn, approvedOn, validUntil *time.Time
+}
+
+// loadInputPort reads the portal's row for the consumer and output port, the
+// most recently requested if there are several; errRowMissing when there is
+// none.
+func loadInputPort(ctx context.Context, db *gorm.DB, consumer, port string) (inputPortRow, error) {
+	var ip inputPortRow
 	found := false
 	err := query(ctx, db, func(r *sql.Rows) error {
 		var justification, reqID, reqEmail, apprID, apprEmail sql.NullString
 		var reqOn, apprOn, validUntil any
-		if err := r.Scan(&ip.ID, &justification, &reqID, &reqEmail, &reqOn, &apprID, &apprEmail, &apprOn, &validUntil); err != nil {
+		if err := r.Scan(&ip.id, &justification, &reqID, &reqEmail, &reqOn, &apprID, &apprEmail, &apprOn, &validUntil); err != nil {
 			return err
 		}
 		found = true
-		ip.Justification = justification.String
-		ip.RequestedBy, ip.ApprovedBy = userOf(reqID, reqEmail), userOf(apprID, apprEmail)
+		ip.justification = justification.String
+		ip.requestedBy, ip.approvedBy = userOf(reqID, reqEmail), userOf(apprID, apprEmail)
 		var err error
-		if ip.RequestedOn, err = optionalTime(reqOn); err != nil {
+		if ip.requestedOn, err = optionalTime(reqOn); err != nil {
 			return fmt.Errorf("requested_on: %w", err)
 		}
-		if ip.ApprovedOn, err = optionalTime(apprOn); err != nil {
+		if ip.approvedOn, err = optionalTime(apprOn); err != nil {
 			return fmt.Errorf("approved_on: %w", err)
 		}
-		if ip.ValidUntil, err = optionalTime(validUntil); err != nil {
+		if ip.validUntil, err = optionalTime(validUntil); err != nil {
 			return fmt.Errorf("valid_until: %w", err)
 		}
 		return nil
@@ -217,12 +257,13 @@ WHERE l.data_product_id = ? AND l.dataset_id = ?
 ORDER BY CASE WHEN l.requested_on IS NULL THEN 1 ELSE 0 END, l.requested_on DESC, l.id DESC
 LIMIT 1`, consumer, port)
 	if err != nil {
-		return fmt.Errorf("look up input port of data product %s on output port %s: %w", consumer, port, err)
+		return inputPortRow{}, fmt.Errorf("look up input port of data product %s on output port %s: %w", consumer, port, err)
 	}
 	if !found {
-		return errRowMissing
+		return inputPortRow{}, errRowMissing
 	}
-	return nil
+	ip.id = strings.ToLower(ip.id)
+	return ip, nil
 }
 
 // userOf turns a LEFT JOINed user id and e-mail into a *UserRef, nil when
@@ -272,7 +313,7 @@ LIMIT 1`, dataProduct, user)
 
 // trailRow is one audit row as the trail lookups read it.
 type trailRow struct {
-	id, name                            string
+	id, name, actorID                   string
 	subjectID, subjectType, subjectGone string
 	targetID, targetType, targetGone    string
 	createdOn                           time.Time
@@ -293,7 +334,7 @@ func trail(ctx context.Context, db *gorm.DB, actions []string, id, other string)
 		var t trailRow
 		var sid, styp, sgone, tid, ttyp, tgone sql.NullString
 		var created any
-		if err := r.Scan(&t.id, &t.name, &sid, &styp, &sgone, &tid, &ttyp, &tgone, &created); err != nil {
+		if err := r.Scan(&t.id, &t.name, &t.actorID, &sid, &styp, &sgone, &tid, &ttyp, &tgone, &created); err != nil {
 			return err
 		}
 		ct, err := optionalTime(created)
@@ -303,11 +344,12 @@ func trail(ctx context.Context, db *gorm.DB, actions []string, id, other string)
 		if ct != nil {
 			t.createdOn = *ct
 		}
-		t.id, t.subjectID, t.targetID = strings.ToLower(t.id), strings.ToLower(sid.String), strings.ToLower(tid.String)
+		t.id, t.actorID = strings.ToLower(t.id), strings.ToLower(t.actorID)
+		t.subjectID, t.targetID = strings.ToLower(sid.String), strings.ToLower(tid.String)
 		t.subjectType, t.subjectGone, t.targetType, t.targetGone = styp.String, sgone.String, ttyp.String, tgone.String
 		rows = append(rows, t)
 		return nil
-	}, `SELECT id, name, subject_id, subject_type, deleted_subject_identifier, target_id, target_type, deleted_target_identifier, created_on
+	}, `SELECT id, name, actor_id, subject_id, subject_type, deleted_subject_identifier, target_id, target_type, deleted_target_identifier, created_on
 FROM events WHERE name IN (?) AND `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit trail of %s: %w", id, err)
@@ -335,19 +377,25 @@ func (a trailRow) before(t time.Time, id string) bool {
 	return a.id < id
 }
 
-// removal finds the latest audit row that deleted the entity of kind with id
-// and returns the name the portal kept there. ok is false when no such row is
-// visible.
-func (t Rules) removal(ctx context.Context, db *gorm.DB, kindName, id string) (name string, ok bool, err error) {
+// removed is the audit row that deleted an entity: the name the portal kept
+// there, and when.
+type removed struct {
+	name string
+	at   time.Time
+}
+
+// removal finds the latest audit row that deleted the entity of kind with
+// id. ok is false when no such row is visible.
+func (t Rules) removal(ctx context.Context, db *gorm.DB, kindName, id string) (_ removed, ok bool, err error) {
 	rows, err := trail(ctx, db, sortedKeys(t.actionsFor(kindName, VerbDeleted)), id, "")
 	if err != nil || len(rows) == 0 {
-		return "", false, err
+		return removed{}, false, err
 	}
 	last := rows[len(rows)-1]
 	if last.subjectID == id {
-		return last.subjectGone, true, nil
+		return removed{last.subjectGone, last.createdOn}, true, nil
 	}
-	return last.targetGone, true, nil
+	return removed{last.targetGone, last.createdOn}, true, nil
 }
 
 // creationOwner finds the data product that owned an output port or
@@ -369,21 +417,87 @@ func (t Rules) creationOwner(ctx context.Context, db *gorm.DB, kindName, id stri
 	return "", nil
 }
 
-// previousInputPortVerb is the verb of the last input-port action on the same
-// consumer and output port before rec, "" when rec is the first.
-func (t Rules) previousInputPortVerb(ctx context.Context, db *gorm.DB, rec AuditRecord, consumer, port string) (string, error) {
+// inputPortHistory is what the audit trail of one consumer and output port
+// says about the request an input-port record belongs to.
+type inputPortHistory struct {
+	previous string // the verb of the last action before the record; "" for the first
+	// request is the requested row the record's cycle began with, the record
+	// itself for a request; nil when the trail does not reach back to it.
+	request *trailRow
+	// approval is the latest approval of that cycle at or before the
+	// record, the record itself for an approval.
+	approval *trailRow
+	// laterRequest: a request after the record exists, so the portal's row
+	// describes a later cycle than the record's.
+	laterRequest bool
+}
+
+// inputPortHistory reads the trail of the consumer and output port around
+// rec, whose verb is verb. rec itself need not be in the trail (a record
+// POSTed to ingest may not be).
+func (t Rules) inputPortHistory(ctx context.Context, db *gorm.DB, rec AuditRecord, verb, consumer, port string) (inputPortHistory, error) {
 	actions := t.actionsFor("input_port", "")
 	rows, err := trail(ctx, db, sortedKeys(actions), consumer, port)
 	if err != nil {
-		return "", err
+		return inputPortHistory{}, err
 	}
-	prev := ""
-	for _, r := range rows {
-		if r.before(rec.CreatedOn, rec.ID) {
-			prev = actions[r.name]
+	var h inputPortHistory
+	for i := range rows {
+		r := &rows[i]
+		if r.id == rec.ID {
+			continue
+		}
+		v := actions[r.name]
+		if !r.before(rec.CreatedOn, rec.ID) {
+			h.laterRequest = h.laterRequest || v == "requested"
+			continue
+		}
+		h.previous = v
+		switch v {
+		case "requested":
+			h.request, h.approval = r, nil
+		case "approved":
+			h.approval = r
 		}
 	}
-	return prev, nil
+	self := &trailRow{id: rec.ID, name: rec.Name, actorID: rec.ActorID, createdOn: rec.CreatedOn}
+	switch verb {
+	case "requested":
+		h.request, h.approval = self, nil
+	case "approved":
+		h.approval = self
+	}
+	return h, nil
+}
+
+// publishedOnDeleted replays the port_asset actions of the audit trail
+// naming a deleted output port and returns the technical assets they leave
+// published on it, by id: what was published when it was deleted, since the
+// portal's link rows went with it.
+func (t Rules) publishedOnDeleted(ctx context.Context, db *gorm.DB, port string) ([]entityRef, error) {
+	actions := t.actionsFor("port_asset", "")
+	rows, err := trail(ctx, db, sortedKeys(actions), port, "")
+	if err != nil {
+		return nil, err
+	}
+	linked := map[string]entityRef{}
+	for _, r := range rows {
+		asset := entityRef{id: r.subjectID, deletedName: r.subjectGone}
+		if r.subjectID == port {
+			asset = entityRef{id: r.targetID, deletedName: r.targetGone}
+		}
+		switch actions[r.name] {
+		case "linked":
+			linked[asset.id] = asset
+		case "unlinked":
+			delete(linked, asset.id)
+		}
+	}
+	out := make([]entityRef, 0, len(linked))
+	for _, id := range slices.Sorted(maps.Keys(linked)) {
+		out = append(out, linked[id])
+	}
+	return out, nil
 }
 
 // assignmentRemoved reports whether the audit trail removes the user from

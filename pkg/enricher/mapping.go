@@ -216,7 +216,7 @@ type ruleFile struct {
 //	  - action: data_product_dataset_link_removed
 //	    event: input_port.revoked
 //	  - action: dataset_role_assignment_created
-//	    ignore: output-port roles are managed in the portal only
+//	    ignore: this deployment grants output-port roles elsewhere
 //
 // With "extends: default" each rule replaces the built-in rule of the same
 // action or adds one. Unknown keys, an unknown entity kind, a bad verb or
@@ -294,14 +294,14 @@ func defaultRules() []Rule {
 		ignore("data_product_role_assignment_requested", "a pending request to join grants nothing; its approval emits team_member.added"),
 		ignore("data_product_role_assignment_denied", "a refused request leaves the team as it was"),
 
-		// Output ports have role assignments of their own; the catalogue has
-		// no event for them yet. Ignoring them is a decision, written here,
-		// not an oversight; a rule (or WithCustom) can map them later.
-		ignore("dataset_role_assignment_created", "output-port roles are not in the v1 catalogue"),
-		ignore("dataset_role_assignment_updated", "output-port roles are not in the v1 catalogue"),
-		ignore("dataset_role_assignment_removed", "output-port roles are not in the v1 catalogue"),
-		ignore("dataset_role_assignment_requested", "output-port roles are not in the v1 catalogue"),
-		ignore("dataset_role_assignment_approved", "output-port roles are not in the v1 catalogue"),
-		ignore("dataset_role_assignment_denied", "output-port roles are not in the v1 catalogue"),
+		// Output ports have role assignments of their own, and their owners
+		// decide who is granted access: consumers need them as much as a data
+		// product's team.
+		ev("dataset_role_assignment_created", "output_port_member.added"),
+		ev("dataset_role_assignment_approved", "output_port_member.added"),
+		ev("dataset_role_assignment_updated", "output_port_member.role_changed"),
+		ev("dataset_role_assignment_removed", "output_port_member.removed"),
+		ignore("dataset_role_assignment_requested", "a pending request for a role on an output port grants nothing; its approval emits output_port_member.added"),
+		ignore("dataset_role_assignment_denied", "a refused request leaves the output port's members as they were"),
 	}
 }

@@ -71,6 +71,7 @@ func TestEventTypesMatchTheIssueCatalogue(t *testing.T) {
 		"port_asset.linked", "port_asset.unlinked",
 		"input_port.requested", "input_port.approved", "input_port.denied", "input_port.revoked", "input_port.cancelled", "input_port.removed",
 		"team_member.added", "team_member.role_changed", "team_member.removed",
+		"output_port_member.added", "output_port_member.role_changed", "output_port_member.removed",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("event types\n got %v\nwant %v", got, want)

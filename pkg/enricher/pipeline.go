@@ -163,10 +163,11 @@ func newPipeline(db *gorm.DB, e *Enricher, c sourceConfig) (*pipeline, error) {
 	return &pipeline{e: e, db: db, portal: c.portal, log: c.log, dia: dia, maxEvent: c.maxEvent}, nil
 }
 
-// events maps rec through the Enricher, reading the portal as tx sees it,
-// and checks that the main destination accepts them. It writes nothing.
+// events maps rec through the Enricher, reading the portal as tx sees it
+// and keeping the entity's last known state in tx, and checks that the main
+// destination accepts the events. It does not write the events.
 func (p *pipeline) events(ctx context.Context, tx *gorm.DB, rec AuditRecord) ([]event.Event, error) {
-	evs, err := p.e.Events(ctx, p.lookupDB(tx), rec)
+	evs, err := p.e.enrich(ctx, p.lookupDB(tx), tx, rec)
 	if err == nil {
 		err = p.fits(evs)
 	}
@@ -185,23 +186,25 @@ func (p *pipeline) handleBatch(ctx context.Context, source string, ins []incomin
 		return []Result{res}, err
 	}
 	results := make([]Result, len(ins))
+	bctx := withLoadMemo(ctx)
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var all []event.Event
 		for i, in := range ins {
-			key := auditKey(in.rec.ID)
-			results[i] = Result{AuditID: key, Source: source, CreatedOn: in.rec.CreatedOn}
-			if in.badErr != nil || key == "" {
+			results[i] = Result{AuditID: auditKey(in.rec.ID), Source: source, CreatedOn: in.rec.CreatedOn}
+			if in.badErr != nil || results[i].AuditID == "" {
 				return errQuarantine{in.badErr}
 			}
-			fresh, err := p.claim(ctx, tx, key, source, in, StatusEnriched)
-			if err != nil {
-				return err
-			}
-			if !fresh {
+		}
+		fresh, err := p.claimAll(ctx, tx, source, ins)
+		if err != nil {
+			return err
+		}
+		var all []event.Event
+		for i, in := range ins {
+			if !fresh[results[i].AuditID] {
 				results[i].Status = StatusDuplicate
 				continue
 			}
-			evs, err := p.events(ctx, tx, in.rec)
+			evs, err := p.events(bctx, tx, in.rec)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -425,6 +428,60 @@ func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, key, source string, i
 	}
 	return r.RowsAffected == 1, nil
 }
+
+// errClaimedElsewhere rolls a batch back on MySQL when another source
+// claimed one of its records meanwhile: INSERT IGNORE does not say which.
+var errClaimedElsewhere = errQuarantine{errors.New("a record of the batch was handled meanwhile")}
+
+// claimAll marks the records processed, a chunk of rows per statement, and
+// returns the keys that were not processed before.
+func (p *pipeline) claimAll(ctx context.Context, tx *gorm.DB, source string, ins []incoming) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(ins))
+	now := p.encodeTime(time.Now())
+	const cols = 6
+	for start := 0; start < len(ins); start += claimChunk {
+		chunk := ins[start:min(start+claimChunk, len(ins))]
+		args := make([]any, 0, len(chunk)*cols)
+		for _, in := range chunk {
+			var created, xid any
+			if !in.rec.CreatedOn.IsZero() {
+				created = p.encodeTime(in.rec.CreatedOn)
+			}
+			if in.xid != 0 {
+				xid = in.xid
+			}
+			args = append(args, auditKey(in.rec.ID), source, created, xid, string(StatusEnriched), now)
+		}
+		q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, xid, outcome, processed_at) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
+		if p.dia == "mysql" {
+			r := tx.WithContext(ctx).Exec(strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1), args...)
+			if r.Error != nil {
+				return nil, fmt.Errorf("mark %d audit records processed: %w", len(chunk), r.Error)
+			}
+			if r.RowsAffected != int64(len(chunk)) {
+				return nil, errClaimedElsewhere
+			}
+			for _, in := range chunk {
+				fresh[auditKey(in.rec.ID)] = true
+			}
+			continue
+		}
+		var keys []string
+		err := tx.WithContext(ctx).Raw(q+" ON CONFLICT (audit_id) DO NOTHING RETURNING audit_id", args...).Scan(&keys).Error
+		if err != nil {
+			return nil, fmt.Errorf("mark %d audit records processed: %w", len(chunk), err)
+		}
+		for _, k := range keys {
+			fresh[k] = true
+		}
+	}
+	return fresh, nil
+}
+
+// claimChunk bounds the rows per claiming INSERT well below every driver's
+// limit on bound parameters.
+const claimChunk = 200
 
 func (p *pipeline) insertQuarantine(ctx context.Context, tx *gorm.DB, qid, key, source string, in incoming, reason error) error {
 	raw := in.raw

@@ -26,7 +26,7 @@ type Quarantined struct {
 	AuditID       string          `json:"audit_record_id"`
 	Action        string          `json:"action"`
 	Source        string          `json:"source"` // "tail:<cursor>", "ingest"
-	Kind          string          `json:"kind"`   // KindInvalid, KindUnmapped, KindNotFound, KindFailed
+	Kind          string          `json:"kind"`   // KindInvalid, KindUnmapped, KindNotFound, KindTooLarge, KindFailed
 	Reason        string          `json:"reason"`
 	Record        json.RawMessage `json:"record"` // as received
 	Attempts      int             `json:"attempts"`
@@ -39,7 +39,8 @@ type Quarantined struct {
 type Quarantine struct{ p *pipeline }
 
 // NewQuarantine returns the quarantine of the outbox database db; records
-// are retried with e. It accepts [WithPortal] and [WithSourceLogger].
+// are retried with e. It accepts [WithPortal], [WithSourceLogger] and
+// [WithMaxEventBytes].
 func NewQuarantine(db *gorm.DB, e *Enricher, opts ...SourceOption) (*Quarantine, error) {
 	p, err := newPipeline(db, e, newSourceConfig(opts))
 	if err != nil {
@@ -98,7 +99,10 @@ func (q *Quarantine) list(ctx context.Context, db *gorm.DB, where string, arg an
 // id. On success its events are written, the quarantine row is deleted and
 // its id is marked enriched, in one transaction; when it still fails, the
 // row's reason, kind and attempts are updated and the Result says
-// StatusQuarantined. An unknown id fails with [ErrNotQuarantined].
+// StatusQuarantined. An unknown id fails with [ErrNotQuarantined]. When the
+// portal cannot be read ([ErrPortalUnavailable]: unreachable, or its tables
+// missing because the portal database setting is wrong), the row is left as
+// it was, its diagnosis included, and that error is returned.
 func (q *Quarantine) Retry(ctx context.Context, id string) (Result, error) {
 	rows, err := q.list(ctx, q.p.db, "id = ? OR audit_id = ?", strings.TrimSpace(id))
 	if err != nil {
@@ -111,7 +115,8 @@ func (q *Quarantine) Retry(ctx context.Context, id string) (Result, error) {
 }
 
 // RetryAll retries every quarantined record, oldest first, and returns one
-// Result per record. It stops at the first infrastructure error.
+// Result per record. It stops at the first infrastructure error, a portal
+// that cannot be read included, and returns the Results so far with it.
 func (q *Quarantine) RetryAll(ctx context.Context) ([]Result, error) {
 	rows, err := q.List(ctx)
 	if err != nil {
@@ -148,7 +153,10 @@ func (q *Quarantine) retry(ctx context.Context, row Quarantined) (Result, error)
 			return errQuarantine{decodeErr}
 		}
 		var err error
-		evs, err = p.e.Events(ctx, p.lookupDB(tx), rec)
+		evs, err = p.e.enrich(ctx, p.lookupDB(tx), tx, rec)
+		if err == nil {
+			err = p.fits(evs)
+		}
 		if err == nil {
 			err = outbox.Write(ctx, tx, evs...)
 			if err != nil && !errors.Is(err, event.ErrInvalid) {

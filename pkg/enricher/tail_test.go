@@ -29,7 +29,7 @@ func tailDialects() []string { return []string{"sqlite", "postgres", "mysql"} }
 
 // portalOutbox is a fresh database of the dialect holding the portal sample
 // and the migrated outbox, as the fixture deploys them.
-func portalOutbox(t *testing.T, dialect string) testdb.DB {
+func portalOutbox(t testing.TB, dialect string) testdb.DB {
 	t.Helper()
 	db := testdb.New(t, dialect)
 	ctx := context.Background()

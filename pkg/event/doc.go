@@ -14,7 +14,8 @@
 //   - source: a URI-reference naming the producing system, e.g. "/portal".
 //   - type: reverse-DNS, lower case, dot separated, ending in the entity and
 //     the past-tense verb: "io.herald.portal.data_product.created".
-//   - subject: the root entity the event is about, e.g. "data_products/<id>".
+//   - subject: the entity the event is about, e.g. "data_products/<id>", or a
+//     nested one such as "data_products/<id>/members/<user>".
 //   - time: when the audited change happened (not when Herald saw it).
 //   - datacontenttype: "application/json" (Herald carries JSON data only).
 //   - dataschema: an absolute URI of the JSON Schema of data, when known.

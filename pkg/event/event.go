@@ -44,7 +44,8 @@ type Event struct {
 // Option sets an optional attribute in [New].
 type Option func(*Event)
 
-// WithSubject sets the subject: the root entity, e.g. "data_products/<id>".
+// WithSubject sets the subject: the entity the event is about, e.g.
+// "data_products/<id>" or, for a nested one, "data_products/<id>/members/<user>".
 func WithSubject(subject string) Option { return func(e *Event) { e.Subject = subject } }
 
 // WithTime sets when the change happened. The default is the time New is called.

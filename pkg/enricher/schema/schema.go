@@ -15,9 +15,15 @@
 // `herald schema export` writes them; a test fails when the checked-in files
 // differ from what [Generate] returns, so they are never edited by hand.
 //
-// The schemas carry no $id: their references are relative ("v1.json",
-// "../cloudevent/v1.json"), so they resolve the same whether the files are
-// read from a checkout or from where they are published.
+// Every schema's $id is the URL it is published at, the one events'
+// dataschema names (Options.Base, the enricher's schema base, plus its path
+// under schemas/), so a standard validator loads the folder, registers each
+// file by its $id and resolves every reference without fetching anything.
+// References stay relative ("v1.json", "../cloudevent/v1.json"): against
+// the $id they name the published URL, and in a checkout, for tools that
+// ignore $id, the file beside. The AsyncAPI document carries its own copy
+// of every schema under components.schemas, referenced by JSON pointer, so
+// it parses alone, from any working directory.
 package schema
 
 import (
@@ -49,8 +55,10 @@ type Options struct {
 	// Examples holds one real event per type, by type (see
 	// internal/portalsample.Examples). Every event type needs one.
 	Examples map[string]event.Event
-	// Base is the URL the schemas directory is published at; empty means
-	// enricher.DefaultSchemaBase, which is what events' dataschema names.
+	// Base is the URL the schemas directory is published at, the
+	// enricher's schema base (enricher.WithSchemaBase): every schema's $id
+	// starts with it. Empty means enricher.DefaultSchemaBase, which is what
+	// events' dataschema names by default.
 	Base string
 }
 
@@ -63,8 +71,11 @@ func Generate(opts Options) (map[string][]byte, error) {
 	if len(opts.Rules.List()) == 0 {
 		opts.Rules = enricher.DefaultRules()
 	}
-	if opts.Base == "" {
+	switch {
+	case opts.Base == "":
 		opts.Base = enricher.DefaultSchemaBase
+	case !strings.HasSuffix(opts.Base, "/"):
+		opts.Base += "/" // as enricher.WithSchemaBase does, so $id and dataschema agree
 	}
 	types := opts.Rules.EventTypes()
 	for _, et := range types {
@@ -77,31 +88,19 @@ func Generate(opts Options) (map[string][]byte, error) {
 		}
 	}
 
-	files := map[string][]byte{}
-	add := func(path string, doc any) error {
-		b, err := indentJSON(doc)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		files[SchemaDir+"/"+path] = b
-		return nil
-	}
-	if err := add(EnvelopePath, envelopeSchema()); err != nil {
+	schemas, err := schemaFiles(types)
+	if err != nil {
 		return nil, err
 	}
-	for _, et := range types {
-		data, err := dataSchema(et)
+	files := map[string][]byte{}
+	for _, sf := range schemas {
+		b, err := indentJSON(sf.file(opts.Base))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", et.Type, err)
+			return nil, fmt.Errorf("%s: %w", sf.path, err)
 		}
-		if err := add(enricher.SchemaPath(et.Type), data); err != nil {
-			return nil, err
-		}
-		if err := add(cloudEventPath(et.Type), eventSchema(et)); err != nil {
-			return nil, err
-		}
+		files[SchemaDir+"/"+sf.path] = b
 	}
-	asyncapi, err := asyncAPI(opts, types)
+	asyncapi, err := asyncAPI(opts, types, schemas)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", AsyncAPIDoc, err)
 	}
@@ -114,6 +113,50 @@ func Generate(opts Options) (map[string][]byte, error) {
 	return files, nil
 }
 
+// schemaFile is one published JSON Schema: where it lives under the schema
+// base, and its body, which names the other schemas it uses through ref so
+// that the same body serves as a file and inside the AsyncAPI document.
+type schemaFile struct {
+	path string
+	body func(ref func(target string) string) object
+}
+
+// file is the published form: $schema and $id, then the body with
+// references relative to the file.
+func (sf schemaFile) file(base string) object {
+	return append(object{{"$schema", draft07}, {"$id", base + sf.path}}, sf.body(sf.relativeRef)...)
+}
+
+// relativeRef names target, a path under the schema base, relative to sf.
+// Every schema lives one directory down (<dir>/<file>), so a target is
+// either beside sf or one directory up and down again.
+func (sf schemaFile) relativeRef(target string) string {
+	dir, _, _ := strings.Cut(sf.path, "/")
+	if tdir, file, _ := strings.Cut(target, "/"); tdir == dir {
+		return file
+	}
+	return "../" + target
+}
+
+// schemaFiles lists every published schema: the envelope, then each event
+// type's data and whole CloudEvent.
+func schemaFiles(types []enricher.EventType) ([]schemaFile, error) {
+	noRefs := func(o object) func(func(string) string) object {
+		return func(func(string) string) object { return o }
+	}
+	out := []schemaFile{{EnvelopePath, noRefs(envelopeSchema())}}
+	for _, et := range types {
+		data, err := dataSchema(et)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", et.Type, err)
+		}
+		out = append(out,
+			schemaFile{enricher.SchemaPath(et.Type), noRefs(data)},
+			schemaFile{cloudEventPath(et.Type), func(ref func(string) string) object { return eventSchema(et, ref) }})
+	}
+	return out, nil
+}
+
 // cloudEventPath is where the schema of the whole CloudEvent of type typ
 // lives, relative to the schema base.
 func cloudEventPath(typ string) string {
@@ -124,7 +167,6 @@ func cloudEventPath(typ string) string {
 // its shapes (live or deleted).
 func dataSchema(et enricher.EventType) (object, error) {
 	s := object{
-		{"$schema", draft07},
 		{"title", et.Type + " data, " + enricher.SchemaVersion},
 		{"description", et.Summary + " " + et.EntityDoc},
 	}
@@ -159,7 +201,6 @@ func envelopeSchema() object {
 		return append(object{{"description", desc}, {"type", "string"}}, more...)
 	}
 	return object{
-		{"$schema", draft07},
 		{"title", "Herald CloudEvent, " + enricher.SchemaVersion},
 		{"description", "A CloudEvents 1.0 event in structured JSON mode as Herald emits it. Every broker adapter " +
 			"delivers these bytes unchanged (NATS, SQS and Service Bus bodies; webhook request bodies)."},
@@ -167,7 +208,11 @@ func envelopeSchema() object {
 		{"required", []string{"specversion", "id", "source", "type", "time"}},
 		{"properties", object{
 			{"specversion", object{{"description", "CloudEvents version."}, {"const", event.SpecVersion}}},
-			{"id", str("A UUIDv7 assigned once; a redelivered event keeps it. Consumers de-duplicate by it.",
+			// Herald's own ids are UUIDv7s, but a producer writing the outbox
+			// with SQL may use another version (MySQL's UUID() is a v1), and
+			// the relay accepts any: the promise is the form, not the version.
+			{"id", str("A canonical lower-case UUID, assigned once; a redelivered event keeps it. Consumers "+
+				"de-duplicate by it. Herald creates UUIDv7s; producers writing the outbox themselves may use another version.",
 				member{"pattern", uuidPattern})},
 			{"source", str("The producing system, a URI-reference, e.g. /portal.", member{"minLength", 1}, member{"format", "uri-reference"})},
 			{"type", str("Reverse-DNS, lower case: io.herald.portal.<entity>.<verb>.", member{"pattern", `^[a-z0-9]+([._-][a-z0-9]+)*$`})},
@@ -185,14 +230,14 @@ func envelopeSchema() object {
 	}
 }
 
-// eventSchema is the whole CloudEvent of one type.
-func eventSchema(et enricher.EventType) object {
+// eventSchema is the whole CloudEvent of one type; ref names the envelope
+// and the data schema.
+func eventSchema(et enricher.EventType, ref func(target string) string) object {
 	return object{
-		{"$schema", draft07},
 		{"title", et.Type + " CloudEvent, " + enricher.SchemaVersion},
 		{"description", et.Summary},
 		{"allOf", []any{
-			object{{"$ref", "../" + EnvelopePath}},
+			object{{"$ref", ref(EnvelopePath)}},
 			object{
 				{"type", "object"},
 				{"required", []string{"subject", "datacontenttype", "dataschema", "partitionkey", "data"}},
@@ -202,7 +247,7 @@ func eventSchema(et enricher.EventType) object {
 					{"datacontenttype", object{{"const", event.ContentTypeJSON}}},
 					{"dataschema", object{{"type", "string"}, {"pattern", "/" + regexp.QuoteMeta(enricher.SchemaPath(et.Type)) + "$"}}},
 					{"partitionkey", object{{"description", "The partition key: " + et.PartitionKey + "."}, {"type", "string"}, {"pattern", uuidPattern}}},
-					{"data", object{{"$ref", enricher.SchemaVersion + ".json"}}},
+					{"data", object{{"$ref", ref(enricher.SchemaPath(et.Type))}}},
 				}},
 			},
 		}},

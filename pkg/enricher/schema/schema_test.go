@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
@@ -25,7 +26,7 @@ const repoRoot = "../../.."
 
 func generate(t *testing.T) (map[string][]byte, map[string]event.Event) {
 	t.Helper()
-	e := enricher.New()
+	e := enricher.New(portalsample.Replay())
 	examples, err := portalsample.Examples(context.Background(), e)
 	if err != nil {
 		t.Fatalf("examples: %v", err)
@@ -37,24 +38,49 @@ func generate(t *testing.T) (map[string][]byte, map[string]event.Event) {
 	return files, examples
 }
 
-// compiler loads every generated schema at the URL it is published at, so
-// their relative references resolve as they will for consumers. Compiling
-// checks each schema against the draft-07 meta-schema.
+// compiler loads every generated schema under schemas/.
 func compiler(t *testing.T, files map[string][]byte) *jsonschema.Compiler {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft7)
-	c.AssertFormat()
+	schemas := map[string][]byte{}
 	for path, b := range files {
-		rel, ok := strings.CutPrefix(path, schema.SchemaDir+"/")
-		if !ok {
-			continue
+		if strings.HasPrefix(path, schema.SchemaDir+"/") {
+			schemas[path] = b
 		}
+	}
+	return compilerByID(t, schemas)
+}
+
+// compilerByID registers each schema of files by its own $id and nothing
+// else, as a consumer's validator would, and can fetch nothing, then
+// compiles every one: a schema without $id, or a reference that does not
+// resolve among the files by their $ids, fails. Compiling checks each
+// schema against the draft-07 meta-schema its $schema names.
+func compilerByID(t *testing.T, files map[string][]byte) *jsonschema.Compiler {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	// No scheme has a loader, so any reference outside files fails.
+	c.UseLoader(jsonschema.SchemeURLLoader{})
+	ids := map[string]string{} // path by $id
+	for path, b := range files {
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if err := c.AddResource(enricher.DefaultSchemaBase+rel, doc); err != nil {
+		id, _ := doc.(map[string]any)["$id"].(string)
+		if id == "" {
+			t.Fatalf("%s has no $id", path)
+		}
+		if other, ok := ids[id]; ok {
+			t.Fatalf("%s and %s have the same $id %s", path, other, id)
+		}
+		ids[id] = path
+		if err := c.AddResource(id, doc); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	for id, path := range ids {
+		if _, err := c.Compile(id); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
@@ -78,8 +104,8 @@ func TestSchemasCompileAndExamplesValidate(t *testing.T) {
 	files, examples := generate(t)
 	c := compiler(t, files)
 	types := enricher.DefaultRules().EventTypes()
-	if len(types) != 20 {
-		t.Errorf("%d event types, want 20", len(types))
+	if len(types) != 23 {
+		t.Errorf("%d event types, want 23", len(types))
 	}
 	for _, et := range types {
 		ev := examples[et.Type]
@@ -133,6 +159,154 @@ func TestSchemasRejectWrongEvents(t *testing.T) {
 	if err := validate(t, c, url, payload); err != nil {
 		t.Errorf("an extra field is rejected: %v", err)
 	}
+}
+
+// Each schema's $id is the URL it is published at: the one events'
+// dataschema names for the data schema, with the CloudEvent and envelope
+// schemas beside it.
+func TestSchemaIDsAreThePublishedURLs(t *testing.T) {
+	for _, tc := range []struct {
+		name, base, wantBase string
+	}{
+		{"default base", "", enricher.DefaultSchemaBase},
+		{"own base", "https://schemas.example.com/herald", "https://schemas.example.com/herald/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []enricher.Option{portalsample.Replay()}
+			if tc.base != "" {
+				opts = append(opts, enricher.WithSchemaBase(tc.base))
+			}
+			e := enricher.New(opts...)
+			examples, err := portalsample.Examples(context.Background(), e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := schema.Generate(schema.Options{Examples: examples, Base: tc.base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for path, b := range files {
+				rel, ok := strings.CutPrefix(path, schema.SchemaDir+"/")
+				if !ok {
+					continue
+				}
+				n++
+				var doc struct {
+					ID string `json:"$id"`
+				}
+				if err := json.Unmarshal(b, &doc); err != nil {
+					t.Fatal(err)
+				}
+				if want := tc.wantBase + rel; doc.ID != want {
+					t.Errorf("%s: $id %q, want %q", path, doc.ID, want)
+				}
+			}
+			if want := 1 + 2*len(enricher.DefaultRules().EventTypes()); n != want {
+				t.Errorf("%d schemas, want %d", n, want)
+			}
+			for typ, ex := range examples {
+				if want := e.SchemaURL(typ); ex.DataSchema != want || !strings.HasPrefix(want, tc.wantBase) {
+					t.Errorf("example %s: dataschema %s, want %s under %s", typ, ex.DataSchema, want, tc.wantBase)
+				}
+			}
+			// The schemas validate the examples by $id alone.
+			c := compiler(t, files)
+			for typ, ex := range examples {
+				if err := validate(t, c, ex.DataSchema, ex.Data); err != nil {
+					t.Errorf("example %s: %v", typ, err)
+				}
+			}
+		})
+	}
+}
+
+// What `herald schema export` writes is enough on its own: every schema in
+// the folder, registered by its $id and nothing else, compiles, and every
+// event of the golden files (the enricher's output over the portal
+// fixtures) validates, whole against its type's CloudEvent schema and its
+// data against the schema its dataschema names.
+func TestExportedSchemasValidateGoldenEvents(t *testing.T) {
+	files, _ := generate(t)
+	dir := t.TempDir()
+	if _, err := schema.Export(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string][]byte{}
+	root := filepath.Join(dir, schema.SchemaDir)
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		exported[p] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := compilerByID(t, exported)
+
+	goldens, err := filepath.Glob(filepath.Join("..", "testdata", "*.golden.json"))
+	if err != nil || len(goldens) == 0 {
+		t.Fatalf("no golden files (%v)", err)
+	}
+	for _, path := range goldens {
+		evs := goldenEvents(t, path)
+		if len(evs) == 0 {
+			t.Errorf("%s holds no event", path)
+		}
+		for i, ev := range evs {
+			payload, err := ev.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole := strings.TrimSuffix(ev.DataSchema, ".json") + ".cloudevent.json"
+			if err := validate(t, c, whole, payload); err != nil {
+				t.Errorf("%s event %d (%s): not a valid CloudEvent of its type: %v", path, i, ev.Type, err)
+			}
+			if err := validate(t, c, ev.DataSchema, ev.Data); err != nil {
+				t.Errorf("%s event %d (%s): data does not validate against %s: %v", path, i, ev.Type, ev.DataSchema, err)
+			}
+		}
+	}
+}
+
+// goldenEvents reads the events of a golden file as Herald emits them. The
+// file leaves out what is the same in every event or fresh on every run (id,
+// specversion, source, datacontenttype); event.New puts them back as the
+// enricher does.
+func goldenEvents(t *testing.T, path string) []event.Event {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var records []struct {
+		Events []struct {
+			Type         string          `json:"type"`
+			Subject      string          `json:"subject"`
+			Time         time.Time       `json:"time"`
+			PartitionKey string          `json:"partitionkey"`
+			DataSchema   string          `json:"dataschema"`
+			Data         json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(b, &records); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var out []event.Event
+	for _, rec := range records {
+		for _, g := range rec.Events {
+			ev, err := event.New(g.Type, enricher.DefaultSource, g.Data, event.WithSubject(g.Subject),
+				event.WithTime(g.Time), event.WithPartitionKey(g.PartitionKey), event.WithDataSchema(g.DataSchema))
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // The generated files are checked in; this fails until they match.
@@ -204,9 +378,9 @@ func TestAsyncAPIDocument(t *testing.T) {
 		if msg["name"] != et.Type || len(msg["examples"].([]any)) != 1 {
 			t.Errorf("message %s: %v", key, msg)
 		}
-		schemaRef := msg["payload"].(map[string]any)["schema"].(map[string]any)["$ref"].(string)
-		if _, ok := files[strings.TrimPrefix(schemaRef, "../")]; !ok {
-			t.Errorf("message %s: payload schema %s is not generated", key, schemaRef)
+		payloadRef, _ := msg["payload"].(map[string]any)["$ref"].(string)
+		if want := "#/components/schemas/" + et.Type + ".v1.cloudevent"; payloadRef != want {
+			t.Errorf("message %s: payload %s, want %s", key, payloadRef, want)
 		}
 	}
 	for _, id := range []string{"sqs", "servicebus", "webhook"} {
@@ -230,12 +404,14 @@ func TestAsyncAPIDocument(t *testing.T) {
 			t.Errorf("operation %v: Herald only sends", op)
 		}
 	}
-	// Every local reference resolves.
+	// Every reference is a local one, so that the document parses alone,
+	// from any working directory, and resolves.
 	var refs []string
 	collectRefs(doc, &refs)
 	for _, ref := range refs {
 		ptr, ok := strings.CutPrefix(ref, "#/")
 		if !ok {
+			t.Errorf("$ref %s: not inside the document", ref)
 			continue
 		}
 		var node any = doc
@@ -249,6 +425,71 @@ func TestAsyncAPIDocument(t *testing.T) {
 	}
 	if !slices.ContainsFunc(refs, func(r string) bool { return strings.HasPrefix(r, "#/channels/sqs/messages/") }) {
 		t.Error("no operation references the SQS channel's messages")
+	}
+}
+
+// The document's own copies of the schemas are draft-07 JSON Schemas that
+// validate its examples, by JSON pointer inside the document, and reject a
+// wrong event.
+func TestAsyncAPISchemasValidateTheExamples(t *testing.T) {
+	files, _ := generate(t)
+	var doc map[string]any
+	if err := yaml.Unmarshal(files[schema.AsyncAPIDoc], &doc); err != nil {
+		t.Fatal(err)
+	}
+	// Through JSON so that numbers are what a JSON Schema validator expects.
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const url = "urn:herald:asyncapi"
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft7)
+	c.AssertFormat()
+	c.UseLoader(jsonschema.SchemeURLLoader{})
+	if err := c.AddResource(url, inst); err != nil {
+		t.Fatal(err)
+	}
+	components := doc["components"].(map[string]any)
+	schemas := components["schemas"].(map[string]any)
+	if want := 1 + 2*len(enricher.DefaultRules().EventTypes()); len(schemas) != want {
+		t.Errorf("%d schemas in components, want %d", len(schemas), want)
+	}
+	for key, s := range schemas {
+		s := s.(map[string]any)
+		if s["schemaFormat"] != "application/schema+json;version=draft-07" {
+			t.Errorf("schema %s: schemaFormat %v", key, s["schemaFormat"])
+		}
+		if _, ok := s["schema"].(map[string]any)["$id"]; ok {
+			t.Errorf("schema %s has an $id: its pointers would resolve in the published file", key)
+		}
+	}
+	for key, m := range components["messages"].(map[string]any) {
+		m := m.(map[string]any)
+		ptr := strings.TrimPrefix(m["payload"].(map[string]any)["$ref"].(string), "#")
+		sch, err := c.Compile(url + "#" + ptr + "/schema")
+		if err != nil {
+			t.Fatalf("message %s: %v", key, err)
+		}
+		example, err := json.Marshal(m["examples"].([]any)[0].(map[string]any)["payload"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := jsonschema.UnmarshalJSON(bytes.NewReader(example))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(ex); err != nil {
+			t.Errorf("message %s: the example does not validate: %v", key, err)
+		}
+		ex.(map[string]any)["type"] = "io.herald.portal.other.thing"
+		if sch.Validate(ex) == nil {
+			t.Errorf("message %s: the payload schema accepts an event of another type", key)
+		}
 	}
 }
 
