@@ -87,6 +87,11 @@ func OpenMySQL(dsn string) (*gorm.DB, error) {
 	}
 	cfg.ParseTime = true
 	cfg.Loc = nil // UTC
+	// Without it every query with arguments is a prepared statement the
+	// driver prepares, executes and closes: two round trips where one does.
+	// Interpolation is safe with the utf8mb4 connections Herald uses, and
+	// binary values (the payload) go as _binary literals into LONGBLOB.
+	cfg.InterpolateParams = true
 	db, err := gorm.Open(mysql.Open(cfg.FormatDSN()), gormConfig())
 	if err != nil {
 		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
