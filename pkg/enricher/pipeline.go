@@ -194,7 +194,7 @@ func (p *pipeline) handleBatch(ctx context.Context, source string, ins []incomin
 				return errQuarantine{in.badErr}
 			}
 		}
-		fresh, err := p.claimAll(ctx, tx, source, ins)
+		fresh, err := p.claimAll(ctx, tx, source, ins, StatusEnriched)
 		if err != nil {
 			return err
 		}
@@ -206,13 +206,7 @@ func (p *pipeline) handleBatch(ctx context.Context, source string, ins []incomin
 			}
 			evs, err := p.events(bctx, tx, in.rec)
 			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if transient := p.portalDown(ctx, err); transient != nil {
-					return transient
-				}
-				return errQuarantine{err}
+				return p.fault(ctx, err)
 			}
 			results[i].Status = StatusEnriched
 			for _, ev := range evs {
@@ -276,6 +270,19 @@ type incoming struct {
 	badErr error  // set when the raw form could not even be decoded
 }
 
+// fault sorts an enrichment failure: ctx's end and a portal that cannot be
+// read are returned as they are (nothing is recorded, the record comes
+// again); anything else is the record's own and quarantines it.
+func (p *pipeline) fault(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if transient := p.portalDown(ctx, err); transient != nil {
+		return transient
+	}
+	return errQuarantine{err}
+}
+
 // errQuarantine carries an enrichment failure out of the first transaction.
 type errQuarantine struct{ err error }
 
@@ -295,7 +302,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 		var evs []event.Event
 		err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			if key != "" {
-				fresh, err := p.claim(ctx, tx, key, source, in, StatusEnriched)
+				fresh, err := p.claim(ctx, tx, source, in, StatusEnriched)
 				if err != nil {
 					return err
 				}
@@ -312,13 +319,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 				}
 			}
 			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if transient := p.portalDown(ctx, err); transient != nil {
-					return transient
-				}
-				return errQuarantine{err}
+				return p.fault(ctx, err)
 			}
 			if within != nil {
 				return within(tx)
@@ -350,7 +351,7 @@ func (p *pipeline) handle(ctx context.Context, source string, in incoming, withi
 	qid := uuid.NewString()
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if key != "" {
-			fresh, err := p.claim(ctx, tx, key, source, in, StatusQuarantined)
+			fresh, err := p.claim(ctx, tx, source, in, StatusQuarantined)
 			if err != nil {
 				return err
 			}
@@ -403,39 +404,23 @@ func auditKey(id string) string {
 	return strings.TrimSpace(id)
 }
 
-// claim marks key processed; false when it already was. A concurrent claim
-// of the same key waits for this transaction and then finds it taken.
-// A record without a created_on is marked with none, so that no pruning by
-// time ever forgets it.
-func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, key, source string, in incoming, outcome Status) (bool, error) {
-	now := time.Now()
-	q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, xid, outcome, processed_at) VALUES (?, ?, ?, ?, ?, ?)"
-	if p.dia == "mysql" {
-		q = strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1)
-	} else {
-		q += " ON CONFLICT (audit_id) DO NOTHING"
-	}
-	var created, xid any
-	if !in.rec.CreatedOn.IsZero() {
-		created = p.encodeTime(in.rec.CreatedOn)
-	}
-	if in.xid != 0 {
-		xid = in.xid
-	}
-	r := tx.WithContext(ctx).Exec(q, key, source, created, xid, string(outcome), p.encodeTime(now))
-	if r.Error != nil {
-		return false, fmt.Errorf("mark audit record %s processed: %w", key, r.Error)
-	}
-	return r.RowsAffected == 1, nil
+// claim marks one record processed with outcome; false when it already
+// was. A concurrent claim of the same key waits for this transaction and
+// then finds it taken.
+func (p *pipeline) claim(ctx context.Context, tx *gorm.DB, source string, in incoming, outcome Status) (bool, error) {
+	fresh, err := p.claimAll(ctx, tx, source, []incoming{in}, outcome)
+	return fresh[auditKey(in.rec.ID)], err
 }
 
 // errClaimedElsewhere rolls a batch back on MySQL when another source
 // claimed one of its records meanwhile: INSERT IGNORE does not say which.
 var errClaimedElsewhere = errQuarantine{errors.New("a record of the batch was handled meanwhile")}
 
-// claimAll marks the records processed, a chunk of rows per statement, and
-// returns the keys that were not processed before.
-func (p *pipeline) claimAll(ctx context.Context, tx *gorm.DB, source string, ins []incoming) (map[string]bool, error) {
+// claimAll marks the records processed with outcome, a chunk of rows per
+// statement, and returns the keys that were not processed before. A record
+// without a created_on is marked with none, so that no pruning by time ever
+// forgets it.
+func (p *pipeline) claimAll(ctx context.Context, tx *gorm.DB, source string, ins []incoming, outcome Status) (map[string]bool, error) {
 	fresh := make(map[string]bool, len(ins))
 	now := p.encodeTime(time.Now())
 	const cols = 6
@@ -450,20 +435,21 @@ func (p *pipeline) claimAll(ctx context.Context, tx *gorm.DB, source string, ins
 			if in.xid != 0 {
 				xid = in.xid
 			}
-			args = append(args, auditKey(in.rec.ID), source, created, xid, string(StatusEnriched), now)
+			args = append(args, auditKey(in.rec.ID), source, created, xid, string(outcome), now)
 		}
 		q := "INSERT INTO " + ProcessedTable + " (audit_id, source, created_on, xid, outcome, processed_at) VALUES " +
 			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", len(chunk)), ", ")
 		if p.dia == "mysql" {
 			r := tx.WithContext(ctx).Exec(strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1), args...)
-			if r.Error != nil {
+			switch {
+			case r.Error != nil:
 				return nil, fmt.Errorf("mark %d audit records processed: %w", len(chunk), r.Error)
-			}
-			if r.RowsAffected != int64(len(chunk)) {
+			case r.RowsAffected == int64(len(chunk)):
+				for _, in := range chunk {
+					fresh[auditKey(in.rec.ID)] = true
+				}
+			case len(ins) > 1:
 				return nil, errClaimedElsewhere
-			}
-			for _, in := range chunk {
-				fresh[auditKey(in.rec.ID)] = true
 			}
 			continue
 		}

@@ -164,13 +164,7 @@ func (q *Quarantine) retry(ctx context.Context, row Quarantined) (Result, error)
 			}
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if transient := p.portalDown(ctx, err); transient != nil {
-				return transient
-			}
-			return errQuarantine{err}
+			return p.fault(ctx, err)
 		}
 		if row.AuditID == "" {
 			return nil
