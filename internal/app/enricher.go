@@ -6,11 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	gomysql "github.com/go-sql-driver/mysql"
-	"gorm.io/driver/mysql"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/heraldhq/herald/adapters"
 	natsadapter "github.com/heraldhq/herald/adapters/nats"
@@ -42,30 +38,7 @@ func OpenPortal(cfg config.Config) (*gorm.DB, error) {
 // process whose relays have nothing to do with the portal. Times are read
 // as UTC, as the outbox's are. Only a DSN that does not parse fails here.
 func OpenPortalDB(driver, dsn string) (*gorm.DB, error) {
-	var d gorm.Dialector
-	switch driver {
-	case "sqlite":
-		// A file: opening it waits on no server.
-		return outbox.OpenSQLite(dsn)
-	case "postgres":
-		d = postgres.Open(dsn)
-	case "mysql":
-		c, err := gomysql.ParseDSN(dsn)
-		if err != nil {
-			return nil, fmt.Errorf("open mysql: %w", err)
-		}
-		c.ParseTime, c.Loc = true, nil // UTC
-		// gorm asks the server's version at open otherwise; the portal's
-		// queries are plain SQL that needs no version.
-		d = mysql.New(mysql.Config{DSN: c.FormatDSN(), SkipInitializeWithVersion: true})
-	default:
-		return nil, fmt.Errorf("%w: %q", outbox.ErrUnsupportedDialect, driver)
-	}
-	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, DisableAutomaticPing: true})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", driver, err)
-	}
-	return db, nil
+	return outbox.OpenLazy(driver, dsn)
 }
 
 // limitTimeout bounds asking the broker for its size limit.

@@ -31,6 +31,40 @@ func Open(dialectName, dsn string) (*gorm.DB, error) {
 	}
 }
 
+// OpenLazy is Open without connecting: a server that is down fails the
+// first query, not the open, and only a DSN that does not parse fails here.
+// It is for a database a process reads now and then (the portal), whose
+// outage must not stop the process from starting.
+func OpenLazy(dialectName, dsn string) (*gorm.DB, error) {
+	d, err := dialectByName(dialectName)
+	if err != nil {
+		return nil, err
+	}
+	cfg := gormConfig()
+	cfg.DisableAutomaticPing = true
+	var dialector gorm.Dialector
+	switch d.name {
+	case "postgres":
+		dialector = postgres.Open(dsn)
+	case "mysql":
+		mdsn, err := mysqlDSN(dsn)
+		if err != nil {
+			return nil, err
+		}
+		// gorm would ask the server's version at open; Herald's SQL
+		// needs none.
+		dialector = mysql.New(mysql.Config{DSN: mdsn, SkipInitializeWithVersion: true})
+	default:
+		// A file: opening it waits on no server.
+		return OpenSQLite(dsn)
+	}
+	db, err := gorm.Open(dialector, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.name, err)
+	}
+	return db, nil
+}
+
 func gormConfig() *gorm.Config {
 	return &gorm.Config{
 		Logger: logger.Discard,
@@ -81,20 +115,31 @@ func OpenPostgres(dsn string) (*gorm.DB, error) {
 // (user:pass@tcp(host:3306)/db); times are read and written as UTC whatever
 // the DSN says, because the outbox stores UTC.
 func OpenMySQL(dsn string) (*gorm.DB, error) {
-	cfg, err := gomysql.ParseDSN(dsn)
+	mdsn, err := mysqlDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open mysql: %w", err)
+		return nil, err
 	}
-	cfg.ParseTime = true
-	cfg.Loc = nil // UTC
-	// Without it every query with arguments is a prepared statement the
-	// driver prepares, executes and closes: two round trips where one does.
-	// Interpolation is safe with the utf8mb4 connections Herald uses, and
-	// binary values (the payload) go as _binary literals into LONGBLOB.
-	cfg.InterpolateParams = true
-	db, err := gorm.Open(mysql.Open(cfg.FormatDSN()), gormConfig())
+	db, err := gorm.Open(mysql.Open(mdsn), gormConfig())
 	if err != nil {
+		cfg, _ := gomysql.ParseDSN(mdsn) // parsed above
 		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
 	}
 	return db, nil
+}
+
+// mysqlDSN is dsn with the settings Herald relies on: times read and
+// written as UTC, and arguments interpolated. Without interpolation every
+// query with arguments is a prepared statement the driver prepares,
+// executes and closes: two round trips where one does. It is safe with the
+// utf8mb4 connections Herald uses, and binary values (the payload) go as
+// _binary literals into LONGBLOB.
+func mysqlDSN(dsn string) (string, error) {
+	cfg, err := gomysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("open mysql: %w", err)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = nil // UTC
+	cfg.InterpolateParams = true
+	return cfg.FormatDSN(), nil
 }
