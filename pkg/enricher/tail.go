@@ -354,7 +354,7 @@ func (t *Tail) sweep(ctx context.Context, clk clock, cur cursor, st *PollStats) 
 	if t.auditDia == "postgres" && !cur.readXID.Valid {
 		return t.setReadXID(ctx, clk.xmin)
 	}
-	var after *sweepKey
+	var after *pageKey
 	for {
 		found, err := t.sweepPage(ctx, clk, cur, after)
 		if err != nil {
@@ -399,7 +399,7 @@ func (t *Tail) sweep(ctx context.Context, clk clock, cur cursor, st *PollStats) 
 			break
 		}
 		last := found[len(found)-1]
-		after = &sweepKey{d: last.d, id: last.id}
+		after = &last
 	}
 	if t.auditDia == "postgres" && clk.xmin > cur.readXID.Int64 {
 		if err := t.setReadXID(ctx, clk.xmin); err != nil {
@@ -650,24 +650,12 @@ func fullXID(x32, xmax int64) int64 {
 	return xmax + int64(int32(uint32(x32)-uint32(xmax)))
 }
 
-// found is an audit row a sweep saw: its id, and where it sorts in the
-// sweep's order.
-type found struct {
-	id string
-	d  any
-}
-
-type sweepKey struct {
-	d  any
-	id string
-}
-
 // sweepPage reads one page of the ids a sweep looks at. On PostgreSQL they
-// are the rows written by transactions from read_xid on, in xid order (d is
-// the distance from read_xid, wrap-safe modulo 2^32); elsewhere the rows
+// are the rows written by transactions from read_xid on, in xid order (the
+// key's at is the distance from read_xid, wrap-safe modulo 2^32); elsewhere the rows
 // dated after now() minus the lookback, or not dated (on SQLite, also dated
 // in a form it cannot read), in created_on order.
-func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *sweepKey) ([]found, error) {
+func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *pageKey) ([]pageKey, error) {
 	var q string
 	var args []any
 	if t.auditDia == "postgres" {
@@ -682,7 +670,7 @@ func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *swee
 		args = []any{from % (1 << 32), span}
 		if after != nil {
 			q += " AND (d > ? OR (d = ? AND id > ?))"
-			args = append(args, after.d, after.d, after.id)
+			args = append(args, after.at, after.at, after.id)
 		}
 		q += " ORDER BY d, id LIMIT ?"
 	} else {
@@ -692,12 +680,12 @@ func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *swee
 		if after != nil {
 			// NULL sorts first on both databases: the NULL rows come in the
 			// first page(s), ordered by id.
-			if after.d == nil {
+			if after.at == nil {
 				q += " AND (" + k + " IS NOT NULL OR id > ?)"
 				args = append(args, after.id)
 			} else {
 				q += " AND (" + k + " > ? OR (" + k + " = ? AND id > ?))"
-				args = append(args, after.d, after.d, after.id)
+				args = append(args, after.at, after.at, after.id)
 			}
 		}
 		q += " ORDER BY d, id LIMIT ?"
@@ -708,14 +696,14 @@ func (t *Tail) sweepPage(ctx context.Context, clk clock, cur cursor, after *swee
 		return nil, fmt.Errorf("enricher tail: sweep audit table: %w", err)
 	}
 	defer func() { _ = rows.Close() }() // rows.Err reports what matters
-	var out []found
+	var out []pageKey
 	for rows.Next() {
-		var f found
-		if err := rows.Scan(&f.id, &f.d); err != nil {
+		var f pageKey
+		if err := rows.Scan(&f.id, &f.at); err != nil {
 			return nil, fmt.Errorf("enricher tail: scan swept row: %w", err)
 		}
-		if b, ok := f.d.([]byte); ok {
-			f.d = string(b)
+		if b, ok := f.at.([]byte); ok {
+			f.at = string(b)
 		}
 		out = append(out, f)
 	}
