@@ -232,6 +232,12 @@ func TestGoneEndpointMissesNothingAndIsReplayedInOrder(t *testing.T) {
 	})
 	// Everything, and the announcement that the partner was disabled.
 	eventually(t, "main to deliver everything", func() bool { return a.Relay.Stats().Published == int64(len(evs))+1 })
+	// The partner's copy of the announcement is settled too, so that the
+	// restart below starts from the parked events alone.
+	eventually(t, "the partner to hold only the parked events", func() bool {
+		n, err := a.Store.Count(ctx, outbox.Filter{State: outbox.StatePending, Destination: "partner"})
+		return err == nil && n == len(evs)-2
+	})
 	stop()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
