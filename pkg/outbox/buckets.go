@@ -248,8 +248,8 @@ func (s *Store) Wait(ctx context.Context, name string, until time.Time) error {
 	if !s.d.doorbell {
 		return nil
 	}
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO herald_outbox_waiters (name, expires_at) VALUES (?, ?)
-ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at`, name, s.d.encodeTime(until)).Error
+	err := s.setDoorbell(ctx, `INSERT INTO herald_outbox_waiters (name, expires_at) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at`, name, s.d.encodeTime(until))
 	if err != nil {
 		return fmt.Errorf("outbox wait: %w", err)
 	}
@@ -261,10 +261,30 @@ func (s *Store) StopWaiting(ctx context.Context, name string) error {
 	if !s.d.doorbell {
 		return nil
 	}
-	if err := s.db.WithContext(ctx).Exec(`DELETE FROM herald_outbox_waiters WHERE name = ?`, name).Error; err != nil {
+	if err := s.setDoorbell(ctx, `DELETE FROM herald_outbox_waiters WHERE name = ?`, name); err != nil {
 		return fmt.Errorf("outbox stop waiting: %w", err)
 	}
 	return nil
+}
+
+// setDoorbell changes a relay's row of herald_outbox_waiters with stmt and
+// sets the sequence the writers' trigger reads (migration 0010) to the
+// latest expiry among the waiting relays, in epoch seconds: 0 when none
+// waits.
+func (s *Store) setDoorbell(ctx context.Context, stmt string, args ...any) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// setval is not transactional: relays changing their rows at once
+		// take turns, so that the last to set the sequence has seen every
+		// other's committed row, and a waiting relay is never switched off.
+		if err := tx.Exec(`LOCK TABLE herald_outbox_waiters IN SHARE ROW EXCLUSIVE MODE`).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(stmt, args...).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`SELECT setval('herald_outbox_doorbell', COALESCE(CEIL(EXTRACT(EPOCH FROM MAX(expires_at)))::bigint, 0))
+FROM herald_outbox_waiters WHERE expires_at > now()`).Error
+	})
 }
 
 // ReadQuery selects what Read returns.

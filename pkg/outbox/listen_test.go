@@ -108,6 +108,20 @@ func TestDoorbellRingsOnlyWhileARelayWaits(t *testing.T) {
 		{"a relay waits", func() error { return store.Wait(ctx, "relay-1", time.Now().Add(time.Minute)) }, true},
 		{"the relay has work again", func() error { return store.StopWaiting(ctx, "relay-1") }, false},
 		{"the waiting relay's row has expired", func() error { return store.Wait(ctx, "relay-1", time.Now().Add(-time.Second)) }, false},
+		{"two relays wait", func() error {
+			return errors.Join(store.Wait(ctx, "relay-1", time.Now().Add(time.Minute)), store.Wait(ctx, "relay-2", time.Now().Add(time.Minute)))
+		}, true},
+		{"one of them has work again", func() error { return store.StopWaiting(ctx, "relay-2") }, true},
+		{"neither waits", func() error { return store.StopWaiting(ctx, "relay-1") }, false},
+		{"a relay killed while it waited", func() error {
+			// No StopWaiting: its expiry passes by itself.
+			until := time.Now().Add(1500 * time.Millisecond)
+			if err := store.Wait(ctx, "relay-3", until); err != nil {
+				return err
+			}
+			time.Sleep(time.Until(until.Truncate(time.Second).Add(2 * time.Second)))
+			return nil
+		}, false},
 	}
 	for _, tc := range tests {
 		if err := tc.setup(); err != nil {
@@ -120,6 +134,68 @@ func TestDoorbellRingsOnlyWhileARelayWaits(t *testing.T) {
 		}
 		if got := rang(within); got != tc.rings {
 			t.Errorf("%s: doorbell rang = %v, want %v", tc.name, got, tc.rings)
+		}
+	}
+}
+
+// The trigger runs as the writer: an application role granted INSERT on the
+// outbox and nothing else must still commit, and ring for a waiting relay.
+func TestWriterWithOnlyInsertRingsTheDoorbell(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.Migrated(t, "postgres")
+	store, _ := outbox.NewStore(db.Gorm)
+	var schema string
+	if err := db.Gorm.Raw(`SELECT current_schema()`).Scan(&schema).Error; err != nil {
+		t.Fatal(err)
+	}
+	role := schema + "_writer"
+	for _, stmt := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT USAGE ON SCHEMA " + schema + " TO " + role,
+		"GRANT INSERT ON herald_outbox TO " + role,
+	} {
+		if err := db.Gorm.Exec(stmt).Error; err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = db.Gorm.Exec("DROP OWNED BY " + role).Error
+		_ = db.Gorm.Exec("DROP ROLE " + role).Error
+	})
+	listener, err := pgx.Connect(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close(context.Background()) })
+	if _, err := listener.Exec(ctx, "LISTEN "+outbox.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Wait(ctx, "relay-1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, err := pgx.ParseConfig(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	writer, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = writer.Close(context.Background()) })
+	if _, err := writer.Exec(ctx, `INSERT INTO herald_outbox (event_id, event_type, payload) VALUES ('w-1', 'io.herald.test', '{}')`); err != nil {
+		t.Fatalf("a writer with INSERT alone: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		n, err := listener.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("no ring for the writer's commit: %v", err)
+		}
+		if n.Payload == schema {
+			return
 		}
 	}
 }
