@@ -54,7 +54,8 @@
 //     outbox with whatever triggers it has (read from the catalog, with the
 //     LISTEN connections `herald serve` holds on PostgreSQL) and into
 //     [CopyTable], a copy with the same columns and indexes and no
-//     triggers. No relay runs.
+//     triggers, after an unrecorded warm-up turn on each: a first turn is
+//     slower whichever table it is on. No relay runs.
 //  5. Commit→ack latency at a fixed offered rate with the relay's normal
 //     wake-up (LISTEN/NOTIFY on PostgreSQL, polling elsewhere).
 //

@@ -108,7 +108,8 @@ type Relay struct {
 type Writers struct {
 	Writers int `json:"writers"`
 	// Seconds is how long they wrote to each table, in two turns per table
-	// (outbox, copy, copy, outbox).
+	// (outbox, copy, copy, outbox), after an unrecorded warm-up turn of a
+	// quarter of it on each.
 	Seconds float64 `json:"seconds"`
 	// Triggers are the outbox table's triggers, as read from the catalog.
 	Triggers []string  `json:"triggers"`
@@ -279,7 +280,7 @@ func (r Report) writeWriters(p *printer) {
 		p.f("\n4 writers' commit rate: not run\n")
 		return
 	}
-	p.f("\n4 writers' commit rate: %d writers, one row per transaction, %s on each table in alternate turns, no relay running\n",
+	p.f("\n4 writers' commit rate: %d writers, one row per transaction, %s on each table in alternate turns after a warm-up on each, no relay running\n",
 		wr.Writers, seconds(wr.Seconds))
 	wake := "no trigger"
 	if len(wr.Triggers) > 0 {
