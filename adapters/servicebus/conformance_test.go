@@ -67,7 +67,7 @@ func openUnreachable(t *testing.T, retry azservicebus.RetryOptions) *Publisher {
 	}
 	core := newPublisher[*azservicebus.MessageBatch](s, addr, "events", cfg)
 	core.closeClient = client.Close
-	p := &Publisher{core: core}
+	p := &Publisher{core: core, client: client}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
 }

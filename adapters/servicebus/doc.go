@@ -74,9 +74,13 @@
 //
 // # Testing
 //
-// No Service Bus emulator runs in CI. The Publisher's logic is tested
-// through a narrow interface over the SDK's Sender, whose only production
-// implementation is *azservicebus.Sender; the wire mapping is proven against
-// RabbitMQ's AMQP 1.0; an opt-in test runs everything against a real
-// namespace. docs/adapters/servicebus.md lists what is proven against what.
+// The Publisher runs, through the real SDK client, against a local Service
+// Bus peer (.ci/servicebus.sh, on rhea; internal/testservicebus): the shared
+// conformance suite with sessions, duplicate detection, subject filters,
+// boot errors and Check. What the peer cannot produce (partitioned
+// entities, a hung send, every error condition the service may return) is
+// tested through a narrow interface over the SDK's Sender, whose only
+// production implementation is *azservicebus.Sender; an opt-in test runs the
+// suite against a real namespace. docs/adapters/servicebus.md lists what is
+// proven against what.
 package servicebus

@@ -22,7 +22,8 @@ type messageBatch interface {
 }
 
 // sender is the part of *azservicebus.Sender the Publisher uses, and the seam
-// its tests replace: no Service Bus emulator runs in CI. The batch type is a
+// its tests replace for what the local Service Bus peer cannot produce
+// (partitioned entities, hung sends, every error the service may return). The batch type is a
 // parameter so that the SDK's Sender satisfies it as it is, while a test
 // sender can hand out its own batches (the SDK's cannot be made without a
 // live link).
@@ -40,6 +41,8 @@ var _ sender[*azservicebus.MessageBatch] = (*azservicebus.Sender)(nil)
 // NewWithCredential.
 type Publisher struct {
 	core *publisher[*azservicebus.MessageBatch]
+	// client is the SDK client the constructor made, for Check; core closes it.
+	client *azservicebus.Client
 }
 
 var (
@@ -119,7 +122,7 @@ func open(ctx context.Context, client *azservicebus.Client, namespace, entity st
 	}
 	cfg.logger.Info("servicebus: ready to send", "namespace", namespace, "entity", entity,
 		"binding", cfg.binding.String(), "sessions", cfg.sessions, "partitioned", cfg.partitioned)
-	return &Publisher{core: core}, nil
+	return &Publisher{core: core, client: client}, nil
 }
 
 // Publish sends msgs to the queue or topic and reports one Result per
