@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
+	"github.com/heraldhq/herald/pkg/subscriptions"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -73,6 +74,18 @@ type Subscriptions struct {
 	// cannot widen what Herald may reach.
 	AllowCIDRs     []string `koanf:"allow_cidrs"`
 	AllowHTTPHosts []string `koanf:"allow_http_hosts"`
+	// SecretsKey seals the stored endpoints' signing secrets (AES-256-GCM):
+	// 32 random bytes in base64. A secret, so pass it as
+	// HERALD_SUBSCRIPTIONS_SECRETS_KEY (the chart reads it from a
+	// Kubernetes Secret). docs/webhooks.md "Secrets at rest" has the rest.
+	SecretsKey string `koanf:"secrets_key"`
+	// PreviousSecretsKeys still open rows sealed before a key rotation,
+	// until `herald webhooks reencrypt` has sealed them again.
+	PreviousSecretsKeys []string `koanf:"previous_secrets_keys"`
+	// AllowPlaintextSecrets lets Herald store new secrets unencrypted when
+	// there is no SecretsKey; without either, adding an endpoint or
+	// rotating a secret is refused.
+	AllowPlaintextSecrets bool `koanf:"allow_plaintext_secrets"`
 }
 
 // DefaultRetrySchedule is subscriptions.retry_schedule's default: nine
@@ -773,6 +786,37 @@ func (s Subscriptions) validate(bad reporter) {
 		bad("subscriptions.secret_grace", "must not be negative (got %s)", s.SecretGrace)
 	}
 	validateCIDRs(bad, "subscriptions.allow_cidrs", s.AllowCIDRs)
+	if _, err := s.Keyring(); err != nil {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			fe = &FieldError{Key: "subscriptions.secrets_key", Reason: err.Error()}
+		}
+		bad(fe.Key, "%s", fe.Reason)
+	}
+}
+
+// Keyring returns the keys of subscriptions.secrets_key and
+// subscriptions.previous_secrets_keys, nil when there is no secrets_key.
+// Its error is a *FieldError naming the key, never quoting a value.
+func (s Subscriptions) Keyring() (*subscriptions.Keyring, error) {
+	if s.SecretsKey == "" {
+		if len(s.PreviousSecretsKeys) > 0 {
+			return nil, &FieldError{Key: "subscriptions.previous_secrets_keys",
+				Reason: "needs subscriptions.secrets_key: previous keys only open, the current one seals"}
+		}
+		return nil, nil
+	}
+	current, err := subscriptions.ParseSecretsKey(s.SecretsKey)
+	if err != nil {
+		return nil, &FieldError{Key: "subscriptions.secrets_key", Reason: err.Error()}
+	}
+	previous := make([][]byte, len(s.PreviousSecretsKeys))
+	for i, k := range s.PreviousSecretsKeys {
+		if previous[i], err = subscriptions.ParseSecretsKey(k); err != nil {
+			return nil, &FieldError{Key: "subscriptions.previous_secrets_keys", Reason: fmt.Sprintf("entry %d: %v", i+1, err)}
+		}
+	}
+	return subscriptions.NewKeyring(current, previous...)
 }
 
 func validateCIDRs(bad reporter, key string, cidrs []string) {

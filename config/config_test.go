@@ -367,6 +367,15 @@ func TestLoadErrors(t *testing.T) {
 			invalid: true,
 		},
 		{
+			name: "a secrets key of the wrong type is not shown",
+			yaml: "subscriptions:\n  secrets_key: [31415926]\n  previous_secrets_keys: 27182818\n",
+			want: []string{
+				`config {path}: subscriptions.previous_secrets_keys: must be a list of strings (the value is not shown: it is a secret)`,
+				`config {path}: subscriptions.secrets_key: must be a string (the value is not shown: it is a secret)`,
+			},
+			invalid: true,
+		},
+		{
 			name:    "a URL where a section or string goes is shown redacted",
 			yaml:    "nats: nats://alice:pw@h:4222\nwebhook:\n  url:\n    - https://h/hook?token=t0k\n",
 			want:    []string{`config {path}: nats: must be a mapping of settings (got "nats://alice:xxxxx@h:4222")`, `config {path}: webhook.url: cannot parse [https://h/hook?token=xxxxx] as a string`},
@@ -522,6 +531,16 @@ func TestValidate(t *testing.T) {
 			`subscriptions.secret_grace: must not be negative (got -1m0s)`},
 		{"subscriptions cidr", func(c *config.Config) { c.Subscriptions.AllowCIDRs = []string{"10.0.0.0/8", "10.0.0.0/33"} },
 			`subscriptions.allow_cidrs: "10.0.0.0/33" is neither a CIDR nor an IP address`},
+		// The messages give the length at most: a key is a secret.
+		{"subscriptions secrets key not base64", func(c *config.Config) { c.Subscriptions.SecretsKey = "hunter2!hunter2!" },
+			"subscriptions.secrets_key: must be 32 bytes in base64, as `openssl rand -base64 32` prints them (it is not base64)"},
+		{"subscriptions secrets key short", func(c *config.Config) { c.Subscriptions.SecretsKey = "aHVudGVyMmh1bnRlcjI=" },
+			"subscriptions.secrets_key: must be 32 bytes in base64, as `openssl rand -base64 32` prints them (got 14 bytes)"},
+		{"subscriptions previous key short", func(c *config.Config) {
+			c.Subscriptions.SecretsKey, c.Subscriptions.PreviousSecretsKeys = testSecretsKey, []string{testSecretsKey, "aHVudGVyMmh1bnRlcjI="}
+		}, "subscriptions.previous_secrets_keys: entry 2: must be 32 bytes in base64, as `openssl rand -base64 32` prints them (got 14 bytes)"},
+		{"subscriptions previous key without a key", func(c *config.Config) { c.Subscriptions.PreviousSecretsKeys = []string{testSecretsKey} },
+			"subscriptions.previous_secrets_keys: needs subscriptions.secrets_key: previous keys only open, the current one seals"},
 		{"tracing exporter", func(c *config.Config) { c.Tracing.Exporter = "jaeger" }, `tracing.exporter: must be none or otlp (got "jaeger")`},
 		{"tracing endpoint", func(c *config.Config) { c.Tracing.Endpoint = "collector:4318" }, `tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "collector:4318")`},
 		{"tracing endpoint redacted", func(c *config.Config) { c.Tracing.Endpoint = "grpc://otel:pw@collector:4317?key=k" },
@@ -779,6 +798,36 @@ func TestLoadForEnrich(t *testing.T) {
 }
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// testSecretsKey is a subscriptions.secrets_key: 32 bytes in base64.
+const testSecretsKey = "XI83WkSVvoWO1NOiqjCb0f/mMIQ9BKHO4DgiY7Bnw/Q="
+
+// The secrets keys come from the environment, as the chart passes them
+// from a Kubernetes Secret, and make a keyring that seals under the first.
+func TestSecretsKeysFromEnv(t *testing.T) {
+	const previous = "YauWDKm/usVvTk9S5Olt/RGKTJ7ulcVErkE/L90sbKs="
+	c, err := config.Load(writeFile(t, "subscriptions:\n  allow_plaintext_secrets: true\n"), []string{
+		"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + testSecretsKey,
+		"HERALD_SUBSCRIPTIONS_PREVIOUS_SECRETS_KEYS=" + previous + "," + testSecretsKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Subscriptions
+	if s.SecretsKey != testSecretsKey || len(s.PreviousSecretsKeys) != 2 || s.PreviousSecretsKeys[0] != previous || !s.AllowPlaintextSecrets {
+		t.Fatalf("Subscriptions = %+v", s)
+	}
+	keys, err := s.Keyring()
+	if err != nil || keys == nil {
+		t.Fatalf("Keyring() = %v, %v", keys, err)
+	}
+	if ids := keys.KeyIDs(); len(ids) != 2 {
+		t.Errorf("KeyIDs = %v, want the current key and one previous (the current repeated counts once)", ids)
+	}
+	if keys, err := config.Default().Subscriptions.Keyring(); keys != nil || err != nil {
+		t.Errorf("Keyring() without a key = %v, %v; want nil, nil", keys, err)
+	}
+}
 
 func partnerHook() config.Destination {
 	d := config.Default()

@@ -11,6 +11,7 @@ import (
 var secretKeys = map[string]bool{
 	"nats.token": true, "nats.password": true, "http.ingest_token": true, "http.admin_token": true,
 	"servicebus.connection_string": true, "webhook.secrets": true,
+	"subscriptions.secrets_key": true, "subscriptions.previous_secrets_keys": true,
 }
 
 // Secrets returns the secret values the configuration holds: passwords and
@@ -23,7 +24,8 @@ func (c Config) Secrets() *redact.Secrets {
 	if portal, ok := c.Enricher.Portal(c.Database); ok {
 		s.AddDSN(portal.Driver, portal.DSN)
 	}
-	s.Add(c.HTTP.IngestToken, c.HTTP.AdminToken)
+	s.Add(c.HTTP.IngestToken, c.HTTP.AdminToken, c.Subscriptions.SecretsKey)
+	s.Add(c.Subscriptions.PreviousSecretsKeys...)
 	s.AddURL(c.Tracing.Endpoint)
 	c.Main().addSecrets(s)
 	for _, d := range c.Destinations {

@@ -37,7 +37,8 @@ func TestSecretsHidesEveryCredentialOfTheConfig(t *testing.T) {
 	c.Webhook = config.Webhook{URL: "https://partner.example/h?token=hookTok8", Secrets: []string{testSecret}}
 	c.Destinations = []config.Destination{{Name: "bus", Adapter: "servicebus", ServiceBus: config.ServiceBus{
 		ConnectionString: "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=sasKey9=", Queue: "q"}}}
-	planted := []string{"db pw 1", "natsPw2", "natsTok3n", "natsPw4", "ingestTok5", "adminToken6-0123456789", "otelPw7",
+	c.Subscriptions.SecretsKey, c.Subscriptions.PreviousSecretsKeys = testSecretsKey, []string{"b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleSE="}
+	planted := []string{testSecretsKey, "b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleSE=", "db pw 1", "natsPw2", "natsTok3n", "natsPw4", "ingestTok5", "adminToken6-0123456789", "otelPw7",
 		"hookTok8", testSecret, strings.TrimPrefix(testSecret, "whsec_"), "sasKey9=", "portalPw10"}
 	s := c.Secrets()
 	for _, secret := range planted {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 type planted struct {
 	natsPassword, dsnPassword, hookToken, signingSecret, ingestToken, adminToken string
 	storedToken, headerValue, portalPassword                                     string
+	secretsKey, previousKey                                                      string
 }
 
 func plant(t *testing.T) planted {
@@ -43,7 +45,12 @@ func plant(t *testing.T) planted {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return planted{
+	key := func() string {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		return base64.StdEncoding.EncodeToString(b[:])
+	}
+	return planted{secretsKey: key(), previousKey: key(),
 		natsPassword: word("natsPw"), dsnPassword: word("dsnPw"), hookToken: word("hookTok"), signingSecret: secret,
 		ingestToken: word("ingestTok"), adminToken: word("adminTok"), storedToken: word("storedTok"),
 		headerValue: word("headerKey"), portalPassword: word("portalPw"),
@@ -62,6 +69,8 @@ func (p planted) all() map[string]string {
 		"stored endpoint's query token":  p.storedToken,
 		"stored endpoint's header value": p.headerValue,
 		"--portal-dsn password":          p.portalPassword,
+		"subscriptions.secrets_key":      p.secretsKey,
+		"a previous secrets key":         p.previousKey,
 	}
 }
 
@@ -145,7 +154,8 @@ subscriptions:
   timeout: 1s
   retry_schedule: [50ms]
 `)
-	environ := []string{"HERALD_HTTP_INGEST_TOKEN=" + p.ingestToken, "HERALD_HTTP_ADMIN_TOKEN=" + p.adminToken}
+	environ := []string{"HERALD_HTTP_INGEST_TOKEN=" + p.ingestToken, "HERALD_HTTP_ADMIN_TOKEN=" + p.adminToken,
+		"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + p.secretsKey}
 	var mu sync.Mutex
 	var outputs []string // what every command printed, for the checks that redaction happened
 	cmd := func(want int, args ...string) result {
@@ -260,6 +270,23 @@ subscriptions:
 	cmd(exitUsage, "outbox", "purge", "--config", cfg)
 	cmd(exitOK, "webhooks", "replay", "stored", "--config", cfg)
 	cmd(exitOK, "webhooks", "rotate-secret", "stored", "--config", cfg)
+	cmd(exitOK, "webhooks", "reencrypt", "--config", cfg)
+	cmd(exitOK, "webhooks", "reencrypt", "--config", cfg, "-o", "json", "--dry-run")
+	// A rotation there and back, a wrong key and an invalid one: what they
+	// print names key ids, never a key.
+	keys := func(current string, previous ...string) []string {
+		env := []string{"HERALD_HTTP_INGEST_TOKEN=" + p.ingestToken, "HERALD_HTTP_ADMIN_TOKEN=" + p.adminToken,
+			"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + current}
+		if len(previous) > 0 {
+			env = append(env, "HERALD_SUBSCRIPTIONS_PREVIOUS_SECRETS_KEYS="+strings.Join(previous, ","))
+		}
+		return env
+	}
+	cmdWithEnv(t, p, keys(p.previousKey, p.secretsKey), exitOK, "webhooks", "reencrypt", "--config", cfg)
+	cmdWithEnv(t, p, keys(p.secretsKey), exitError, "webhooks", "list", "--config", cfg)
+	cmdWithEnv(t, p, keys(p.secretsKey, p.previousKey), exitOK, "webhooks", "reencrypt", "--config", cfg, "-o", "json")
+	cmdWithEnv(t, p, keys(p.secretsKey[:20]), exitUsage, "webhooks", "reencrypt", "--config", cfg)
+	cmdWithEnv(t, p, keys(p.secretsKey[:20]), exitUsage, "serve", "--config", cfg)
 	cmd(exitOK, "webhooks", "remove", "stored", "--config", cfg, "--yes")
 	cmd(exitOK, "enrich", "errors", "--config", cfg)
 	cmd(exitOK, "enrich", "errors", "--config", cfg, "-o", "json")

@@ -60,7 +60,7 @@ func webhooksCmd(e env) *cobra.Command {
 	pf.StringVarP(&f.output, "output", "o", "text", "text (for people) or json (one document, for scripts)")
 	pf.BoolVar(&f.json, "json", false, "same as --output json")
 	cmd.AddCommand(webhooksAddCmd(e, f), webhooksListCmd(e, f), webhooksUpdateCmd(e, f), webhooksRemoveCmd(e, f),
-		webhooksRotateSecretCmd(e, f), webhooksTestCmd(e, f), webhooksReplayCmd(e, f))
+		webhooksRotateSecretCmd(e, f), webhooksTestCmd(e, f), webhooksReplayCmd(e, f), webhooksReencryptCmd(e, f))
 	return cmd
 }
 
@@ -120,6 +120,9 @@ func webhookErr(err error) error {
 	case errors.Is(err, subscriptions.ErrInvalid):
 		return usageError{fmt.Errorf("%w: %w", subscriptions.ErrInvalid, err)}
 	case errors.Is(err, subscriptions.ErrNotFound), errors.Is(err, subscriptions.ErrExists):
+		return usageError{err}
+	case errors.Is(err, subscriptions.ErrPlaintextRefused), errors.Is(err, subscriptions.ErrNoKeyring):
+		// The config is what has to change.
 		return usageError{err}
 	}
 	return err
@@ -637,5 +640,67 @@ func webhooksReplayCmd(e env, f *webhooksFlags) *cobra.Command {
 			}
 			return nil
 		}),
+	}
+}
+
+func webhooksReencryptCmd(e env, f *webhooksFlags) *cobra.Command {
+	var batch int
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "reencrypt [--batch-size N] [--dry-run]",
+		Short: "Seal every endpoint's signing secrets under subscriptions.secrets_key: plaintext rows and rows of previous keys",
+		Long: "Seal the signing secrets of every stored endpoint under the current key, subscriptions.secrets_key:\n" +
+			"plaintext rows (from before the key was set) and rows sealed under a key in\n" +
+			"subscriptions.previous_secrets_keys. Rows already under the current key are left alone, so running it\n" +
+			"twice changes nothing. It first opens every row and, if one does not open (a key the config lacks, a\n" +
+			"changed value), changes nothing and names the endpoint and the key id. Then it writes in batches, one\n" +
+			"transaction each. The secrets themselves do not change: receivers and running herald serve notice\n" +
+			"nothing. --dry-run opens and counts only.",
+		Args: cobra.NoArgs,
+		RunE: e.withWebhooks(f, func(ctx context.Context, s *webhooksSetup, cmd *cobra.Command, _ []string) error {
+			if batch < 1 {
+				return usageError{fmt.Errorf("--batch-size: must be at least 1 (got %d)", batch)}
+			}
+			res, err := s.store.Reencrypt(ctx, subscriptions.ReencryptOptions{BatchSize: batch, DryRun: dryRun})
+			if err != nil {
+				return webhookErr(err)
+			}
+			if f.wantJSON() {
+				return e.writeJSON(res)
+			}
+			writeReencrypted(e.stdout, res)
+			return nil
+		}),
+	}
+	cmd.Flags().IntVar(&batch, "batch-size", subscriptions.DefaultReencryptBatch, "rows re-sealed per transaction")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "open every row and count what would be re-sealed, writing nothing")
+	return cmd
+}
+
+func writeReencrypted(w io.Writer, res subscriptions.Reencrypted) {
+	verb := "re-encrypted"
+	if res.DryRun {
+		verb = "would re-encrypt (dry run)"
+	}
+	fmt.Fprintf(w, "%s the signing secrets of %d webhook endpoints under key %s\n\n", verb, res.Before.Rows(), res.KeyID)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "sealed, were plaintext\t%d\n", res.Sealed)
+	fmt.Fprintf(tw, "re-sealed, were under a previous key\t%d\n", res.Resealed)
+	fmt.Fprintf(tw, "already under %s, left alone\t%d\n", res.KeyID, res.Current)
+	_ = tw.Flush()
+	if res.DryRun {
+		return
+	}
+	var old []string
+	for _, id := range res.Before.KeyIDs() {
+		if id != res.KeyID {
+			old = append(old, id)
+		}
+	}
+	fmt.Fprintln(w)
+	if len(old) > 0 {
+		fmt.Fprintf(w, "no row needs key %s any more: drop it from subscriptions.previous_secrets_keys\n", strings.Join(old, ", "))
+	} else {
+		fmt.Fprintln(w, "every row is under the current key")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ log:
   level: warn
 subscriptions:
   allow_cidrs: `+allowCIDRs+`
+  secrets_key: `+testSecretsKey+`
 `)}
 	o.db, o.store = migrateAndOpen(t, o.config, dir)
 	return o
@@ -594,4 +596,165 @@ func TestWebhooksRemoveDiscardsTheEndpointsEvents(t *testing.T) {
 	if res := o.webhooks(t, "list"); !strings.Contains(res.stdout, "no webhook endpoints") {
 		t.Errorf("list of none: %+v", res)
 	}
+}
+
+// testSecretsKey seals the secrets of newWebhooksOutbox's endpoints;
+// otherSecretsKey and thirdSecretsKey are keys it rotates to.
+const (
+	testSecretsKey  = "XI83WkSVvoWO1NOiqjCb0f/mMIQ9BKHO4DgiY7Bnw/Q="
+	otherSecretsKey = "YauWDKm/usVvTk9S5Olt/RGKTJ7ulcVErkE/L90sbKs="
+	thirdSecretsKey = "wADgWXc9KIui7fZlMK19AuWlWLLv+RV6adlVTxsjNTs="
+)
+
+// secretsColumns reads every endpoint's secrets column with plain SQL.
+func (o webhooksOutbox) secretsColumns(t *testing.T) map[string]string {
+	t.Helper()
+	var rows []struct{ Name, Secrets string }
+	if err := o.db.Raw(`SELECT name, secrets FROM ` + subscriptions.Table + ` ORDER BY name`).Scan(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range rows {
+		out[r.Name] = r.Secrets
+	}
+	return out
+}
+
+// keyOf is the key id a column is sealed under, "" for plaintext.
+func keyOf(column string) string {
+	if m := regexp.MustCompile(`^v1:([0-9a-f]{8}):`).FindStringSubmatch(column); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// An operator's whole story: plaintext rows from before the key, sealed
+// with one command; a key rotation, finished with the same command; a
+// wrong key, which changes nothing and says which endpoint and key.
+func TestWebhooksReencrypt(t *testing.T) {
+	ctx := context.Background()
+	o := newWebhooksOutbox(t)
+	run := func(environ []string, args ...string) result {
+		t.Helper()
+		return herald(ctx, t, environ, append(append([]string{"webhooks"}, args...), "--config", o.config)...)
+	}
+	noKey := []string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY="}
+	plaintext := append(noKey, "HERALD_SUBSCRIPTIONS_ALLOW_PLAINTEXT_SECRETS=true")
+
+	// Without a key, a new secret is refused, naming the settings.
+	res := run(noKey, "add", "refused", "--url", "https://example.com/hook")
+	if res.code != exitUsage || !strings.Contains(res.stderr, "subscriptions.secrets_key") ||
+		!strings.Contains(res.stderr, "subscriptions.allow_plaintext_secrets") {
+		t.Fatalf("add without a key: %+v", res)
+	}
+	// Plaintext rows, as from before there was a key.
+	var legacy []string
+	for _, name := range []string{"legacy-1", "legacy-2", "legacy-3"} {
+		res := run(plaintext, "add", name, "--url", "https://example.com/"+name)
+		if res.code != exitOK {
+			t.Fatalf("add %s with plaintext allowed: %+v", name, res)
+		}
+		legacy = append(legacy, printedSecret(t, res))
+	}
+	sealed := o.add(t, "sealed", "--url", "https://example.com/sealed")
+	// Reading plaintext rows works without a key.
+	if res := run(noKey, "update", "legacy-1", "--type", "io.herald.*"); res.code != exitOK {
+		t.Fatalf("update of a plaintext row without a key: %+v", res)
+	}
+	one, two, three := keyID(t, testSecretsKey), keyID(t, otherSecretsKey), keyID(t, thirdSecretsKey)
+	cols := o.secretsColumns(t)
+	for name, col := range cols {
+		if want := map[bool]string{true: one, false: ""}[name == "sealed"]; keyOf(col) != want {
+			t.Fatalf("before: %s is under key %q, want %q", name, keyOf(col), want)
+		}
+	}
+
+	res = o.webhooks(t, "reencrypt", "--dry-run")
+	if res.code != exitOK || !strings.Contains(res.stdout, "would re-encrypt") || !regexp.MustCompile(`sealed, were plaintext\s+3`).MatchString(res.stdout) {
+		t.Fatalf("reencrypt --dry-run: %+v", res)
+	}
+	if got := o.secretsColumns(t); !reflect.DeepEqual(got, cols) {
+		t.Fatal("--dry-run changed rows")
+	}
+	// Migrating the plaintext rows is one command.
+	res = o.webhooks(t, "reencrypt", "--batch-size", "2")
+	for _, want := range []*regexp.Regexp{regexp.MustCompile(`sealed, were plaintext\s+3`), regexp.MustCompile(`already under ` + one + `, left alone\s+1`)} {
+		if res.code != exitOK || !want.MatchString(res.stdout) {
+			t.Fatalf("reencrypt: output lacks %s: %+v", want, res)
+		}
+	}
+	cols = o.secretsColumns(t)
+	for name, col := range cols {
+		if keyOf(col) != one {
+			t.Errorf("after reencrypt: %s is under key %q, want %s", name, keyOf(col), one)
+		}
+		for _, s := range append(legacy, sealed) {
+			if strings.Contains(col, s) || strings.Contains(col, strings.TrimPrefix(s, webhooks.SecretPrefix)) {
+				t.Errorf("after reencrypt: %s's column shows a secret", name)
+			}
+		}
+	}
+	if res := o.webhooks(t, "reencrypt", "--json"); res.code != exitOK || !strings.Contains(res.stdout, `"current": 4`) {
+		t.Errorf("reencrypt again: %+v", res)
+	}
+	if got := o.secretsColumns(t); !reflect.DeepEqual(got, cols) {
+		t.Error("a second reencrypt changed rows")
+	}
+
+	// A wrong key: exit 1, each endpoint and the key named, nothing changed.
+	res = run([]string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + thirdSecretsKey}, "reencrypt")
+	if res.code != exitError {
+		t.Errorf("reencrypt with a wrong key: exit %d, want %d", res.code, exitError)
+	}
+	for _, want := range []string{"nothing changed", `"legacy-1"`, `"sealed"`, "sealed under key " + one, three} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("reencrypt with a wrong key does not say %q:\n%s", want, res.stderr)
+		}
+	}
+	if strings.Contains(res.stdout+res.stderr, thirdSecretsKey) || strings.Contains(res.stdout+res.stderr, testSecretsKey) {
+		t.Error("reencrypt with a wrong key printed a key")
+	}
+	if got := o.secretsColumns(t); !reflect.DeepEqual(got, cols) {
+		t.Error("reencrypt with a wrong key changed rows")
+	}
+
+	// A rotation: the new key current, the old one previous, one command.
+	rotating := []string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + otherSecretsKey, "HERALD_SUBSCRIPTIONS_PREVIOUS_SECRETS_KEYS=" + testSecretsKey}
+	res = run(rotating, "reencrypt")
+	if res.code != exitOK || !regexp.MustCompile(`re-sealed, were under a previous key\s+4`).MatchString(res.stdout) ||
+		!strings.Contains(res.stdout, "no row needs key "+one+" any more") {
+		t.Fatalf("reencrypt under the new key: %+v", res)
+	}
+	for name, col := range o.secretsColumns(t) {
+		if keyOf(col) != two {
+			t.Errorf("after the rotation: %s is under key %q, want %s", name, keyOf(col), two)
+		}
+	}
+	// The old key is no longer needed.
+	newOnly := []string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY=" + otherSecretsKey}
+	var doc struct {
+		Endpoints []listedEndpoint `json:"endpoints"`
+	}
+	decode(t, run(newOnly, "list", "--json"), &doc)
+	if len(doc.Endpoints) != 4 || doc.Endpoints[3].Secrets[0].Fingerprint != (subscriptions.Secret{Value: sealed}).Fingerprint() {
+		t.Errorf("list with the new key only = %+v", doc.Endpoints)
+	}
+	// An invalid key is refused by name, before anything opens.
+	res = run([]string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY=c2hvcnQ="}, "reencrypt")
+	if res.code != exitUsage || !strings.Contains(res.stderr, "subscriptions.secrets_key: must be 32 bytes in base64") {
+		t.Errorf("reencrypt with a short key: %+v", res)
+	}
+}
+
+func keyID(t *testing.T, key string) string {
+	t.Helper()
+	b, err := subscriptions.ParseSecretsKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := subscriptions.NewKeyring(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.KeyID()
 }

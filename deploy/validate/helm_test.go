@@ -291,13 +291,23 @@ func renderCases(t *testing.T) []renderCase {
 			name: "admin API token from a Secret, stored webhook endpoints",
 			args: []string{
 				"--set", "health.adminTokenSecret.name=herald-admin",
-				"--set-json", `subscriptions={"refresh_interval":"10s","retry_schedule":["5s","1m"],"allow_cidrs":["10.20.0.0/16"]}`,
+				"--set-json", `subscriptions={"refresh_interval":"10s","retry_schedule":["5s","1m"],"allow_cidrs":["10.20.0.0/16"],` +
+					`"secrets_key_secret":{"name":"herald-subscriptions"},"previous_secrets_keys_secret":{"name":"herald-subscriptions","key":"old"}}`,
 			},
 			check: func(t *testing.T, r *release) {
 				d := only(t, r.name, r.deployments())
 				relay := container(t, r.name, d.Spec.Template.Spec.Containers, "herald")
-				if ref := containerEnv(relay)["HERALD_HTTP_ADMIN_TOKEN"].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "herald-admin" {
+				env := containerEnv(relay)
+				if ref := env["HERALD_HTTP_ADMIN_TOKEN"].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "herald-admin" {
 					t.Errorf("%s: HERALD_HTTP_ADMIN_TOKEN does not come from Secret herald-admin: %+v", r.name, ref)
+				}
+				for name, key := range map[string]string{"HERALD_SUBSCRIPTIONS_SECRETS_KEY": "secrets_key", "HERALD_SUBSCRIPTIONS_PREVIOUS_SECRETS_KEYS": "old"} {
+					if ref := env[name].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "herald-subscriptions" || ref.SecretKeyRef.Key != key {
+						t.Errorf("%s: %s does not come from Secret herald-subscriptions, key %s: %+v", r.name, name, key, ref)
+					}
+				}
+				if cm := r.configMap(t, configMapOf(t, r.name, d.Spec.Template.Spec, relay)).Data["herald.yaml"]; strings.Contains(cm, "secrets_key") {
+					t.Errorf("%s: herald.yaml names the secrets keys:\n%s", r.name, cm)
 				}
 			},
 		},
@@ -596,6 +606,14 @@ func sampleSecret(env, driver string) string {
 		// Two whsec_ secrets of 32 bytes, comma-separated: a rotation.
 		return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)) +
 			",whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	}
+	switch env {
+	case "HERALD_SUBSCRIPTIONS_SECRETS_KEY":
+		return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))
+	case "HERALD_SUBSCRIPTIONS_PREVIOUS_SECRETS_KEYS":
+		// Two keys of 32 bytes, comma-separated: more than one rotation behind.
+		return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{4}, 32)) + "," +
+			base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{5}, 32))
 	}
 	if env != "HERALD_DATABASE_DSN" {
 		return "sample-secret-0123456789" // long enough for http.admin_token
@@ -956,7 +974,8 @@ func (n schemaNode) yamlType() string {
 
 // secretOnly are config keys the chart takes only from a Secret
 // (`<key>_secret`), never inline in values and so never in the ConfigMap.
-var secretOnly = map[string]bool{"nats.password": true, "nats.token": true, "servicebus.connection_string": true, "webhook.secrets": true}
+var secretOnly = map[string]bool{"nats.password": true, "nats.token": true, "servicebus.connection_string": true, "webhook.secrets": true,
+	"subscriptions.secrets_key": true, "subscriptions.previous_secrets_keys": true}
 
 // TestSchemaFollowsConfigKeys keeps values.schema.json, and so the values a
 // user can set, 1:1 with config/herald.example.yaml: every config key is
@@ -999,7 +1018,7 @@ func TestSchemaFollowsConfigKeys(t *testing.T) {
 			t.Errorf("config key %s is a %s, values.schema.json says %s", key, known[key], node.yamlType())
 		}
 	}
-	for _, block := range []string{"database", "nats", "sqs", "servicebus", "webhook", "relay", "log", "enricher", "tracing"} {
+	for _, block := range []string{"database", "nats", "sqs", "servicebus", "webhook", "relay", "log", "enricher", "tracing", "subscriptions"} {
 		var walk func(prefix string, n schemaNode)
 		walk = func(prefix string, n schemaNode) {
 			for _, name := range slices.Sorted(maps.Keys(n.Properties)) {

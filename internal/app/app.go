@@ -348,6 +348,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		a.Relays = append(a.Relays, newRelay(d, pub))
 	}
 	a.Subscriptions = a.Routing.store
+	if err := checkSecretsAtRest(ctx, cfg.Subscriptions, a.Subscriptions, log); err != nil {
+		return nil, err
+	}
 	fleetOpts := slices.Clone(relayOpts)
 	if tp != nil {
 		fleetOpts = append(fleetOpts, producer.WithTracerProvider(tp, "webhook"))

@@ -50,8 +50,13 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Database.DSN = filepath.Join(dir, "outbox.db")
 	cfg.NATS.EmbeddedStoreDir = filepath.Join(dir, "js")
 	cfg.Relay.PollInterval = 20 * time.Millisecond
+	// Stored endpoints' secrets are sealed, as in production.
+	cfg.Subscriptions.SecretsKey = testSecretsKey
 	return cfg
 }
+
+// testSecretsKey is the subscriptions.secrets_key of testConfig.
+const testSecretsKey = "XI83WkSVvoWO1NOiqjCb0f/mMIQ9BKHO4DgiY7Bnw/Q="
 
 // open opens Herald with cfg, closed at cleanup.
 func open(t *testing.T, cfg config.Config) (*app.App, error) {

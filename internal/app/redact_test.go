@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"github.com/heraldhq/herald/internal/testlog"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/outbox"
+	"github.com/heraldhq/herald/pkg/subscriptions"
+	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
 // A running Herald with a password in its NATS URL, a token in a partner's
@@ -34,6 +37,10 @@ func TestRunningAppShowsNoPlantedSecret(t *testing.T) {
 	}
 	natsPassword, hookToken := word("natsPw"), word("hookTok")
 	ingestToken, adminToken := word("ingestTok"), word("adminTok")
+	var key [32]byte
+	_, _ = rand.Read(key[:])
+	secretsKey := base64.StdEncoding.EncodeToString(key[:])
+	storedSecret, _ := webhooks.NewSecret()
 
 	nats, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
 		StoreDir: t.TempDir(), Username: "alice", Password: natsPassword, NoLog: true, NoSigs: true})
@@ -60,11 +67,15 @@ func TestRunningAppShowsNoPlantedSecret(t *testing.T) {
 	cfg.NATS.URL = "nats://alice:" + natsPassword + "@" + hostPort
 	cfg.HTTP = config.HTTP{Listen: "127.0.0.1:0", IngestToken: ingestToken, AdminToken: adminToken}
 	cfg.Destinations = []config.Destination{partner}
+	cfg.Subscriptions.SecretsKey = secretsKey
+	cfg.Subscriptions.AllowCIDRs = []string{"127.0.0.0/8"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	planted := map[string]string{"NATS password": natsPassword, "webhook query token": hookToken,
-		"signing secret": signingSecret, "ingest token": ingestToken, "admin token": adminToken}
+		"signing secret": signingSecret, "ingest token": ingestToken, "admin token": adminToken,
+		"subscriptions.secrets_key": secretsKey, "stored endpoint's secret": storedSecret,
+		"stored secret without its prefix": strings.TrimPrefix(storedSecret, webhooks.SecretPrefix)}
 	check := func(what, text string) {
 		t.Helper()
 		for name, secret := range planted {
@@ -86,6 +97,12 @@ func TestRunningAppShowsNoPlantedSecret(t *testing.T) {
 	}
 	if got := app.Target(partner); !strings.HasSuffix(got, "/hook?token=xxxxx") {
 		t.Errorf("partner's Target = %q, want its token masked", got)
+	}
+	// A stored endpoint, sealed under the key, that takes none of the
+	// events: its relay starts and logs.
+	if _, err := a.Subscriptions.Add(ctx, subscriptions.Endpoint{Name: "stored", URL: partner.Webhook.URL, Enabled: true,
+		Types: []string{"io.herald.never.*"}, Secrets: []subscriptions.Secret{{Value: storedSecret}}}); err != nil {
+		t.Fatal(err)
 	}
 	stop := run(t, a)
 	for i := range 3 {
@@ -113,6 +130,9 @@ func TestRunningAppShowsNoPlantedSecret(t *testing.T) {
 	})
 	stop()
 	check("the logs", logs.String())
+	if !strings.Contains(logs.String(), "destination=webhook:stored") {
+		t.Errorf("the logs say nothing of the stored endpoint, so they prove nothing for it:\n%s", logs.String())
+	}
 	if !strings.Contains(logs.String(), "destination=partner") {
 		t.Errorf("the logs say nothing of the partner, so they prove nothing:\n%s", logs.String())
 	}

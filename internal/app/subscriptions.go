@@ -20,13 +20,63 @@ import (
 
 // SubscriptionStore returns the store of the webhook endpoints registered
 // at runtime, refusing (with a field error) any endpoint that the config's
-// SSRF allowlist would never let Herald deliver to.
+// SSRF allowlist would never let Herald deliver to, and sealing their
+// secrets under subscriptions.secrets_key.
 func SubscriptionStore(cfg config.Config, db *gorm.DB) (*subscriptions.Store, error) {
 	ob, err := outbox.NewStore(db, outbox.WithKeepDelivered(cfg.Relay.KeepDelivered), outbox.WithOrdering(cfg.Relay.Ordering))
 	if err != nil {
 		return nil, err
 	}
-	return subscriptions.NewStore(db, ob, subscriptions.WithValidator(subscriptions.Validator(WebhookOptions(cfg.Subscriptions)...))), nil
+	opts := []subscriptions.Option{subscriptions.WithValidator(subscriptions.Validator(WebhookOptions(cfg.Subscriptions)...))}
+	keys, err := cfg.Subscriptions.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	if keys != nil {
+		opts = append(opts, subscriptions.WithKeyring(keys))
+	}
+	if cfg.Subscriptions.AllowPlaintextSecrets {
+		opts = append(opts, subscriptions.WithPlaintextSecrets())
+	}
+	return subscriptions.NewStore(db, ob, opts...), nil
+}
+
+// checkSecretsAtRest opens every stored endpoint's secrets before serve
+// starts: a row sealed under a key this config lacks, or changed, stops
+// startup with an error naming the endpoint and the key id, rather than
+// leaving its deliveries stopped with only a log line. It warns about
+// what is not yet as it should be: plaintext rows, and rows still under a
+// previous key.
+func checkSecretsAtRest(ctx context.Context, cfg config.Subscriptions, store *subscriptions.Store, log *slog.Logger) error {
+	at, err := store.Verify(ctx)
+	if err != nil {
+		return fmt.Errorf("webhook signing secrets: %w", err)
+	}
+	keys, err := cfg.Keyring()
+	if err != nil {
+		return err
+	}
+	switch {
+	case keys == nil && at.Plaintext > 0:
+		log.Warn("webhook signing secrets are stored unencrypted: set subscriptions.secrets_key, then run `herald webhooks reencrypt`",
+			"endpoints", at.Plaintext, "allow_plaintext_secrets", cfg.AllowPlaintextSecrets)
+	case keys == nil && !cfg.AllowPlaintextSecrets:
+		// Nothing is unencrypted, and nothing will be: a note, not a warning,
+		// for the many who never store an endpoint.
+		log.Info("no subscriptions.secrets_key: adding a webhook endpoint or rotating its secret is refused until it is set")
+	case keys == nil:
+		log.Warn("no subscriptions.secrets_key: new webhook signing secrets will be stored unencrypted (subscriptions.allow_plaintext_secrets)")
+	case at.Plaintext > 0:
+		log.Warn("some webhook signing secrets are still stored unencrypted: run `herald webhooks reencrypt`",
+			"endpoints", at.Plaintext, "key_id", keys.KeyID())
+	}
+	if keys != nil {
+		if old := at.Rows() - at.Plaintext - at.Sealed[keys.KeyID()]; old > 0 {
+			log.Info("some webhook signing secrets are sealed under a previous key: run `herald webhooks reencrypt` before dropping it from subscriptions.previous_secrets_keys",
+				"endpoints", old, "key_id", keys.KeyID())
+		}
+	}
+	return nil
 }
 
 // WebhookOptions are the webhook publisher options every stored endpoint is
@@ -80,7 +130,7 @@ func (r *Routing) Empty() bool { return r.static.Empty() && r.stored.Empty() }
 
 // Refresh reads the stored endpoints again.
 func (r *Routing) Refresh(ctx context.Context) error {
-	eps, err := r.store.List(ctx)
+	eps, err := r.store.ListForRouting(ctx)
 	if err != nil {
 		return fmt.Errorf("read webhook subscriptions: %w", err)
 	}

@@ -93,7 +93,8 @@ func WithAdminLogger(l *slog.Logger) AdminOption { return func(c *adminConfig) {
 // (field names what is wrong, including an unknown one), 401 without the
 // token, 404 for an unknown endpoint, 409 when the name is taken, 413 for
 // a body over 64 KiB, 415 for a body that is not JSON, 501 for test
-// without [WithTester], and 500, with the detail only in the log, for
+// without [WithTester], 503 when the server has no key to seal a new secret
+// with ([ErrPlaintextRefused]), and 500, with the detail only in the log, for
 // anything else. Every change is logged at Info with the endpoint's name
 // and the operation, never with a secret or header value.
 func NewAdminHandler(store *Store, token string, opts ...AdminOption) (http.Handler, error) {
@@ -233,6 +234,10 @@ func errorStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrExists):
 		return http.StatusConflict
+	case errors.Is(err, ErrPlaintextRefused):
+		// Herald's configuration, not the request, has to change; the
+		// message says how, and holds no secret.
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}

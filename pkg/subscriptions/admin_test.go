@@ -64,7 +64,8 @@ func newAdminEnvGuarded(t *testing.T, guard []webhook.Option, opts ...subscripti
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := subscriptions.NewStore(env.db.Gorm, ob, subscriptions.WithValidator(subscriptions.Validator(guard...)))
+	store := subscriptions.NewStore(env.db.Gorm, ob, subscriptions.WithKeyring(testKeyring(t, keyOne)),
+		subscriptions.WithValidator(subscriptions.Validator(guard...)))
 	base := []subscriptions.AdminOption{
 		subscriptions.WithTester(func(ctx context.Context, e subscriptions.Endpoint) (subscriptions.TestResult, error) {
 			// The test publisher warns of a 410 as if it disabled the endpoint.
@@ -828,7 +829,11 @@ func ExampleNewAdminHandler() {
 		return
 	}
 	ob, _ := outbox.NewStore(db)
-	store := subscriptions.NewStore(db, ob)
+	// The key that seals the secrets in the table: subscriptions.secrets_key,
+	// 32 random bytes in base64 (openssl rand -base64 32).
+	key, _ := subscriptions.ParseSecretsKey("XI83WkSVvoWO1NOiqjCb0f/mMIQ9BKHO4DgiY7Bnw/Q=")
+	keys, _ := subscriptions.NewKeyring(key)
+	store := subscriptions.NewStore(db, ob, subscriptions.WithKeyring(keys))
 
 	const token = "an-admin-token-of-32-characters!"
 	h, err := subscriptions.NewAdminHandler(store, token, subscriptions.WithAdminLogger(slog.New(slog.DiscardHandler)))

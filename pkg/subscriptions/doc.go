@@ -32,4 +32,11 @@
 //     [Store.Replay] replays dead letters at any time, e.g. those a receiver
 //     rejected with a 4xx before it was fixed.
 //   - [Store.Remove] deletes it and every outbox row still bound for it.
+//
+// Secrets at rest: a Store built [WithKeyring] seals each row's secrets
+// with AES-256-GCM (sealing.go says what is sealed and how), and opens rows
+// sealed under any of the keyring's keys. [Store.Reencrypt] seals every row
+// under the current key: the plaintext rows of before, and the rows of a
+// previous key after a rotation. A Store without a keyring reads plaintext
+// rows and refuses new secrets unless [WithPlaintextSecrets].
 package subscriptions

@@ -23,6 +23,10 @@ type Store struct {
 	outbox   *outbox.Store
 	now      func() time.Time
 	validate func(context.Context, Endpoint) error
+	// keys seal what the Store writes and open what it reads; nil: it
+	// writes plaintext (if plaintext) and opens nothing sealed.
+	keys      *Keyring
+	plaintext bool
 }
 
 // Option configures a Store.
@@ -39,6 +43,19 @@ type Option func(*Store)
 func WithValidator(fn func(context.Context, Endpoint) error) Option {
 	return func(s *Store) { s.validate = fn }
 }
+
+// WithKeyring makes the Store seal every secrets column it writes under
+// k's current key, and open the rows sealed under any of k's keys (see
+// sealing.go for the format). Without it the Store cannot read a sealed
+// row, and stores a new secret only [WithPlaintextSecrets].
+func WithKeyring(k *Keyring) Option { return func(s *Store) { s.keys = k } }
+
+// WithPlaintextSecrets lets a Store without a keyring store new secrets
+// unencrypted (subscriptions.allow_plaintext_secrets). Without it, such a
+// Store refuses to add an endpoint or rotate a secret, with
+// [ErrPlaintextRefused], and still reads and changes the rest of the
+// plaintext rows it finds, so that an upgrade breaks nothing.
+func WithPlaintextSecrets() Option { return func(s *Store) { s.plaintext = true } }
 
 // WithClock sets the clock (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
@@ -85,6 +102,9 @@ func (s *Store) Add(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if err != nil {
 		return Endpoint{}, err
 	}
+	if r.secrets, err = s.sealColumn(e.Name, r.secrets, true); err != nil {
+		return Endpoint{}, err
+	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Raw(`SELECT COUNT(*) FROM `+Table+` WHERE name = ?`, e.Name).Scan(&n).Error; err != nil {
@@ -127,7 +147,7 @@ func (s *Store) check(ctx context.Context, e Endpoint, deliveryChanges bool) err
 
 // Get returns one endpoint, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, name string) (Endpoint, error) {
-	eps, err := s.query(ctx, ` WHERE name = ?`, name)
+	eps, err := s.query(ctx, true, ` WHERE name = ?`, name)
 	if err != nil {
 		return Endpoint{}, err
 	}
@@ -139,10 +159,18 @@ func (s *Store) Get(ctx context.Context, name string) (Endpoint, error) {
 
 // List returns every endpoint, by name.
 func (s *Store) List(ctx context.Context) ([]Endpoint, error) {
-	return s.query(ctx, ` ORDER BY name`)
+	return s.query(ctx, true, ` ORDER BY name`)
 }
 
-func (s *Store) query(ctx context.Context, tail string, args ...any) ([]Endpoint, error) {
+// ListForRouting is List without the secrets, which it leaves unopened
+// (Secrets is nil): routing an event needs only the types. So a writer
+// needs no key, and a row that does not open keeps getting its events,
+// which wait in the outbox while the key is put right.
+func (s *Store) ListForRouting(ctx context.Context) ([]Endpoint, error) {
+	return s.query(ctx, false, ` ORDER BY name`)
+}
+
+func (s *Store) query(ctx context.Context, open bool, tail string, args ...any) ([]Endpoint, error) {
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+columns+` FROM `+Table+tail, args...).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("read webhook endpoints: %w", err)
@@ -158,8 +186,16 @@ func (s *Store) query(ctx context.Context, tail string, args ...any) ([]Endpoint
 			&e.Status.LastStatusCode, &e.Status.LastError, &e.Status.Attempts, &e.Status.Failures); err != nil {
 			return nil, fmt.Errorf("read webhook endpoints: %w", err)
 		}
+		if !open {
+			r.secrets = "null"
+		} else if r.secrets, err = s.openColumn(e.Name, r.secrets); err != nil {
+			return nil, err
+		}
 		if err := r.decode(&e); err != nil {
 			return nil, fmt.Errorf("webhook endpoint %q: %w", e.Name, err)
+		}
+		if !open {
+			e.Secrets = nil
 		}
 		e.DisabledAt, e.CreatedAt, e.UpdatedAt = fromMillis(disabledAt), fromMillis(created), fromMillis(updated)
 		e.Status.LastAttemptAt, e.Status.LastSuccessAt, e.Status.FailingSince = fromMillis(lastAttempt), fromMillis(lastSuccess), fromMillis(failingSince)
@@ -402,9 +438,15 @@ func (s *Store) change(ctx context.Context, name string, fn func(e *Endpoint, no
 			// every running Herald reload the endpoint.
 			return e, nil
 		}
+		// Only a new secret set is refused without a key: the rest of
+		// the changes go on working on a plaintext row.
+		column, err := s.sealColumn(name, r.secrets, r.secrets != before.secrets)
+		if err != nil {
+			return Endpoint{}, err
+		}
 		res := s.db.WithContext(ctx).Exec(`UPDATE `+Table+` SET url = ?, types = ?, headers = ?, secrets = ?, enabled = ?,
 disabled_reason = ?, disabled_at = ?, revision = revision + 1, updated_at = ? WHERE name = ? AND revision = ?`,
-			e.URL, r.types, r.headers, r.secrets, e.Enabled, e.DisabledReason, millis(e.DisabledAt), millis(now),
+			e.URL, r.types, r.headers, column, e.Enabled, e.DisabledReason, millis(e.DisabledAt), millis(now),
 			name, e.Revision)
 		if res.Error != nil {
 			return Endpoint{}, fmt.Errorf("update webhook endpoint %q: %w", name, res.Error)
@@ -416,6 +458,30 @@ disabled_reason = ?, disabled_at = ?, revision = revision + 1, updated_at = ? WH
 		}
 	}
 	return Endpoint{}, fmt.Errorf("update webhook endpoint %q: changed concurrently too often; try again", name)
+}
+
+// sealColumn returns what to store as endpoint's secrets column, whose
+// plaintext is plain: sealed under the current key when the Store has
+// keys, else plain itself, which fresh (a new secret set) needs
+// [WithPlaintextSecrets] for.
+func (s *Store) sealColumn(endpoint, plain string, fresh bool) (string, error) {
+	switch {
+	case s.keys != nil:
+		return s.keys.seal(endpoint, []byte(plain))
+	case fresh && !s.plaintext:
+		return "", fmt.Errorf("webhook endpoint %q: %w", endpoint, ErrPlaintextRefused)
+	}
+	return plain, nil
+}
+
+// openColumn returns the plaintext of endpoint's stored secrets column.
+func (s *Store) openColumn(endpoint, column string) (string, error) {
+	env, sealed := parseEnvelope(column)
+	if !sealed {
+		return column, nil
+	}
+	plain, err := s.keys.open(endpoint, env)
+	return string(plain), err
 }
 
 // row holds an endpoint's JSON columns.

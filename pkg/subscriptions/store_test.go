@@ -82,7 +82,7 @@ func eachDialect(t *testing.T, fn func(t *testing.T, f fixture)) {
 			}
 			c := newClock()
 			fn(t, fixture{db: db, ob: ob, clock: c,
-				store: subscriptions.NewStore(db.Gorm, ob, subscriptions.WithClock(c.Now))})
+				store: subscriptions.NewStore(db.Gorm, ob, subscriptions.WithClock(c.Now), subscriptions.WithKeyring(testKeyring(t, keyOne)))})
 		})
 	}
 }
@@ -804,7 +804,7 @@ func TestStoreConcurrentUpdates(t *testing.T) {
 func TestStoreWithValidator(t *testing.T) {
 	eachDialect(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		store := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now),
+		store := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now), subscriptions.WithKeyring(testKeyring(t, keyOne)),
 			subscriptions.WithValidator(subscriptions.Validator(webhook.WithAllowHTTPHosts("hooks.internal"))))
 		if _, err := store.Add(ctx, subscriptions.Endpoint{Name: "internal", URL: "http://hooks.internal/h", Enabled: true}); err != nil {
 			t.Fatalf("Add of an allowlisted http URL = %v", err)
@@ -845,12 +845,12 @@ func TestStoreWithValidator(t *testing.T) {
 func TestStoreValidatorOnDeliveryChanges(t *testing.T) {
 	eachDialect(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		before := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now),
+		before := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now), subscriptions.WithKeyring(testKeyring(t, keyOne)),
 			subscriptions.WithValidator(subscriptions.Validator(webhook.WithAllowCIDRs("10.0.0.0/8"))))
 		if _, err := before.Add(ctx, subscriptions.Endpoint{Name: "inside", URL: "https://10.1.2.3/h?token=t0k3n", Enabled: true}); err != nil {
 			t.Fatalf("Add of an allowlisted address = %v", err)
 		}
-		store := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now),
+		store := subscriptions.NewStore(f.db.Gorm, f.ob, subscriptions.WithClock(f.clock.Now), subscriptions.WithKeyring(testKeyring(t, keyOne)),
 			subscriptions.WithValidator(subscriptions.Validator()))
 		off, on := false, true
 		if _, _, err := store.Update(ctx, "inside", subscriptions.Patch{Enabled: &off}); err != nil {

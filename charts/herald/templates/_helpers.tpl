@@ -113,18 +113,19 @@ http:
 
 {{/*
 herald.env is the environment every Herald container gets. A value
-`<key>_secret: {name, key}` in the database or enricher block or the selected
-adapter's block becomes HERALD_<BLOCK>_<KEY> from that Secret (the Secret's
+`<key>_secret: {name, key}` in the database, enricher or subscriptions block or
+the selected adapter's block becomes HERALD_<BLOCK>_<KEY> from that Secret (the Secret's
 key defaults to the config key's name): database.dsn_secret → HERALD_DATABASE_DSN,
 enricher.portal_dsn_secret → HERALD_ENRICHER_PORTAL_DSN,
 nats.password_secret → HERALD_NATS_PASSWORD, webhook.secrets_secret →
 HERALD_WEBHOOK_SECRETS (comma-separated, as Herald reads lists from the
-environment). The http tokens live under health, beside the port they
+environment), subscriptions.secrets_key_secret →
+HERALD_SUBSCRIPTIONS_SECRETS_KEY. The http tokens live under health, beside the port they
 guard: health.ingestTokenSecret → HERALD_HTTP_INGEST_TOKEN,
 health.adminTokenSecret → HERALD_HTTP_ADMIN_TOKEN.
 */}}
 {{- define "herald.env" -}}
-{{- range $block := list "database" "enricher" .Values.adapter }}
+{{- range $block := list "database" "enricher" "subscriptions" .Values.adapter }}
 {{- range $k, $v := (index $.Values $block | default dict) }}
 {{- if and (hasSuffix "_secret" $k) (kindIs "map" $v) }}
 {{- if $v.name }}
