@@ -456,19 +456,26 @@ func (e *engine) publishStage(ctx context.Context) {
 // Only an event's own failure becomes an outcome that spends an attempt; a
 // destination-wide fault opens the breaker and leaves every row as it was.
 func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.Outcome {
-	if e.breaker.isOpen() {
-		return nil // the destination is down: the pass after the probe reads these again
-	}
-	if !e.leases.valid(time.Now(), e.r.cfg.lease) {
-		// The renewals have failed for a whole lease: another relay may
-		// hold these buckets by now. The rows stay pending for whoever
-		// holds them next, this relay included once it renews again.
-		return nil
-	}
 	cfg := &e.r.cfg
 	ordered := e.store.Ordered()
 	now := time.Now()
 	keyed := func(key string) bool { return ordered && key != "" }
+	if e.breaker.isOpen() || !e.leases.valid(now, cfg.lease) {
+		// The destination is down, or the renewals have failed for a whole
+		// lease and another relay may hold these buckets by now. The rows
+		// stay pending for whoever holds them next (this relay too, once it
+		// renews or the probe gets through), and their keys wait for a pass
+		// that reads them from their heads: a later batch of this pass,
+		// already read, must not overtake them once the lease is renewed.
+		for _, row := range rows {
+			if keyed(row.PartitionKey) {
+				e.holds.add(row.PartitionKey, now)
+			} else {
+				e.holds.wakeAt(now)
+			}
+		}
+		return nil
+	}
 	outcomes := make([]outbox.Outcome, 0, len(rows))
 	msgs := make([]adapters.Message, 0, len(rows))
 	sent := make([]int, 0, len(rows)) // index into rows of each message
