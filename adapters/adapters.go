@@ -34,6 +34,10 @@ type Result struct {
 	// trying again (an HTTP Retry-After, a throttling hint); 0 when it did
 	// not say. The relay never retries a failed message sooner.
 	RetryAfter time.Duration
+	// Status is the HTTP status the receiver answered, for adapters that
+	// speak HTTP to it (webhooks); 0 otherwise, or when no answer came.
+	// The delivery log records it.
+	Status int
 }
 
 // Publisher sends messages to one broker.

@@ -41,6 +41,8 @@ type Config struct {
 	// Subscriptions configures how the webhook endpoints registered at
 	// runtime (herald webhooks, /v1/webhooks) are delivered to.
 	Subscriptions Subscriptions `koanf:"subscriptions"`
+	// DeliveryLog records every delivery attempt in the outbox database.
+	DeliveryLog DeliveryLog `koanf:"delivery_log"`
 }
 
 // Subscriptions configures the delivery of the webhook endpoints stored in
@@ -317,6 +319,23 @@ type Relay struct {
 	DeadLetterPolicy string `koanf:"dead_letter_policy"`
 }
 
+// DeliveryLog configures the delivery log (docs/outbox.md, "Delivery
+// log"): a row per attempt to deliver an event to a destination, with its
+// outcome, the redacted answer and the latency, for `herald outbox
+// attempts` and GET /v1/attempts.
+type DeliveryLog struct {
+	// Enabled makes every relay log its attempts, in the transaction that
+	// records their outcomes.
+	Enabled bool `koanf:"enabled"`
+	// Retention is how long attempts are kept; the main relay prunes older
+	// ones every minute, enabled or not, so turning the log off empties it.
+	Retention time.Duration `koanf:"retention"`
+}
+
+func (l DeliveryLog) validate(bad reporter) {
+	positive(bad, "delivery_log.retention", l.Retention)
+}
+
 // Tracing configures OpenTelemetry spans of the relay: one per published
 // batch, linked to the trace context each event was written with.
 type Tracing struct {
@@ -385,6 +404,9 @@ func Default() Config {
 			DisableAfter:    24 * time.Hour,
 			SecretGrace:     24 * time.Hour,
 		},
+		// On by default: an operator looking into a failed delivery needs
+		// the attempts from before they looked. A week, like delivered rows.
+		DeliveryLog: DeliveryLog{Enabled: true, Retention: 7 * 24 * time.Hour},
 	}
 }
 
@@ -477,6 +499,7 @@ func (c Config) ValidateFor(use Use) error {
 	}
 	c.Main().validateAdapter("", bad)
 	c.Relay.validate(bad)
+	c.DeliveryLog.validate(bad)
 	c.validateDestinations(bad)
 	c.Tracing.validate(bad)
 	if c.HTTP.Listen != "" {

@@ -171,6 +171,12 @@ log:
 			},
 		},
 		{
+			name: "the delivery log off from the file, its retention from env",
+			yaml: "delivery_log:\n  enabled: false\n",
+			env:  []string{"HERALD_DELIVERY_LOG_RETENTION=72h"},
+			want: func(c *config.Config) { c.DeliveryLog = config.DeliveryLog{Enabled: false, Retention: 72 * time.Hour} },
+		},
+		{
 			name: "a fraction from env",
 			yaml: "-",
 			env:  []string{"HERALD_TRACING_SAMPLE_RATIO=0.25"},
@@ -547,6 +553,9 @@ func TestValidate(t *testing.T) {
 			`tracing.endpoint: must be an http(s) URL such as http://otel-collector:4318 (got "grpc://otel:xxxxx@collector:4317?key=xxxxx")`},
 		{"tracing sample ratio", func(c *config.Config) { c.Tracing.SampleRatio = 1.5 }, `tracing.sample_ratio: must be between 0 and 1 (got 1.5)`},
 		{"negative retention", func(c *config.Config) { c.Relay.DeliveredRetention = -time.Hour }, `relay.delivered_retention: must not be negative (got -1h0m0s)`},
+		{"delivery log retention zero", func(c *config.Config) { c.DeliveryLog.Retention = 0 }, `delivery_log.retention: must be greater than 0 (got 0s)`},
+		{"delivery log retention negative", func(c *config.Config) { c.DeliveryLog.Retention = -time.Hour },
+			`delivery_log.retention: must be greater than 0 (got -1h0m0s)`},
 		{"driver unknown", func(c *config.Config) { c.Database.Driver = "oracle" }, `database.driver: must be one of sqlite, postgres, mysql (got "oracle")`},
 		{"portal driver unknown", func(c *config.Config) { c.Enricher.PortalDriver, c.Enricher.PortalDSN = "oracle", "x" },
 			`enricher.portal_driver: must be one of sqlite, postgres, mysql, or empty for database.driver (got "oracle")`},

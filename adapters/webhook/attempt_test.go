@@ -104,3 +104,35 @@ func TestAttemptObserverNilIsRejected(t *testing.T) {
 		t.Fatalf("err = %v, want one naming WithAttemptObserver", err)
 	}
 }
+
+// Each Result carries the HTTP status the receiver answered, for the
+// delivery log: a success's as well as a failure's; 0 when nothing answered.
+func TestResultCarriesTheStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+	}{
+		{"accepted", http.StatusAccepted},
+		{"rejected", http.StatusUnprocessableEntity},
+		{"failing", http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiver(t, [][]byte{newSecret(t)}, func(w http.ResponseWriter, _ *http.Request, _ int) {
+				w.WriteHeader(tc.status)
+			})
+			p := mustNew(t, []webhook.Endpoint{endpointFor("one", rc)}, loopback())
+			res := p.Publish(context.Background(), []adapters.Message{msg("evt-status", "t", "")})[0]
+			if res.Status != tc.status {
+				t.Errorf("Result.Status = %d, want %d (error %v)", res.Status, tc.status, res.Err)
+			}
+		})
+	}
+	// Too large: refused before any request, so no status.
+	rc := newReceiver(t, [][]byte{newSecret(t)}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusOK) })
+	p := mustNew(t, []webhook.Endpoint{endpointFor("one", rc)}, loopback(), webhook.WithMaxBodySize(10))
+	m := msg("evt-big", "t", "")
+	m.Payload = []byte(strings.Repeat("x", 100))
+	if res := p.Publish(context.Background(), []adapters.Message{m})[0]; res.Status != 0 || res.Err == nil {
+		t.Errorf("oversize: Result = %+v, want an error and status 0", res)
+	}
+}

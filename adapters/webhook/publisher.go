@@ -162,6 +162,9 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 	// failures[e][i] is endpoint e's error for message i; each endpoint's
 	// goroutine writes only its own row.
 	failures := make([][]*EndpointError, len(eps))
+	// answered[e][i] is the HTTP status endpoint e answered message i with,
+	// for the delivery log; 0 when it gave none.
+	answered := make([][]int, len(eps))
 	sentTo := make([][]int, len(eps))
 	gone := make([]bool, len(eps))
 	var wg sync.WaitGroup
@@ -177,7 +180,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		}
 		sentTo[e] = idx
 		failures[e] = make([]*EndpointError, len(msgs))
-		wg.Go(func() { gone[e] = p.deliverAll(ctx, ep, msgs, idx, failures[e]) })
+		answered[e] = make([]int, len(msgs))
+		wg.Go(func() { gone[e] = p.deliverAll(ctx, ep, msgs, idx, failures[e], answered[e]) })
 	}
 	wg.Wait()
 
@@ -199,6 +203,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 			res[i].Err = err
 			res[i].RetryAfter, _ = RetryAfter(err)
 		}
+		res[i].Status = statusOf(failed, answered, i)
 	}
 	now := p.cfg.now()
 	for e, ep := range eps {
@@ -213,6 +218,22 @@ func (p *Publisher) Publish(ctx context.Context, msgs []adapters.Message) []adap
 		}
 	}
 	return res
+}
+
+// statusOf is the HTTP status a message's Result reports: that of its first
+// failure that had one, else the first answer an endpoint gave it.
+func statusOf(failed []*EndpointError, answered [][]int, i int) int {
+	for _, f := range failed {
+		if f.StatusCode != 0 {
+			return f.StatusCode
+		}
+	}
+	for _, codes := range answered {
+		if codes != nil && codes[i] != 0 {
+			return codes[i]
+		}
+	}
+	return 0
 }
 
 // screen fails, permanently, the messages that can go to no endpoint (too
@@ -293,8 +314,9 @@ func (p *Publisher) disable(name string, reason error) {
 }
 
 // deliverAll sends msgs[idx] to one endpoint with bounded concurrency and
-// records each failure in out. It reports whether the endpoint answered 410.
-func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapters.Message, idx []int, out []*EndpointError) bool {
+// records each failure in out and each HTTP status in codes. It reports
+// whether the endpoint answered 410.
+func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapters.Message, idx []int, out []*EndpointError, codes []int) bool {
 	// A lane is the messages of one partition key, in order; a message
 	// without a key is a lane of its own.
 	var lanes [][]int
@@ -324,7 +346,7 @@ func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapter
 	for range min(p.cfg.concurrency, len(lanes)) {
 		wg.Go(func() {
 			for lane := range queue {
-				p.deliverLane(ctx, ep, msgs, lane, out, &gone)
+				p.deliverLane(ctx, ep, msgs, lane, out, codes, &gone)
 			}
 		})
 	}
@@ -337,7 +359,9 @@ func (p *Publisher) deliverAll(ctx context.Context, ep *endpoint, msgs []adapter
 // not overtake it (a keyless message is a lane of its own). After a 410 from
 // any lane the endpoint is gone, and its remaining messages fail as those of
 // a disabled endpoint do, permanently.
-func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapters.Message, lane []int, out []*EndpointError, gone *atomic.Bool) {
+func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapters.Message, lane []int, out []*EndpointError, codes []int,
+	gone *atomic.Bool,
+) {
 	var earlier *EndpointError // the lane's failure, if any
 	for _, i := range lane {
 		switch {
@@ -354,7 +378,9 @@ func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapte
 			}
 			out[i] = held
 		default:
-			if err := p.deliver(ctx, ep, msgs[i]); err != nil {
+			status, err := p.deliver(ctx, ep, msgs[i])
+			codes[i] = status
+			if err != nil {
 				out[i] = err
 				earlier = err
 				if errors.Is(err, ErrGone) {
@@ -365,13 +391,14 @@ func (p *Publisher) deliverLane(ctx context.Context, ep *endpoint, msgs []adapte
 	}
 }
 
-// deliver makes one attempt to send one message to one endpoint.
-func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Message) *EndpointError {
+// deliver makes one attempt to send one message to one endpoint and
+// returns the HTTP status it got (0: no response) and its failure.
+func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Message) (int, *EndpointError) {
 	reqCtx, cancel := context.WithTimeout(ctx, p.cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, ep.url.String(), bytes.NewReader(msg.Payload))
 	if err != nil {
-		return &EndpointError{Endpoint: ep.Name, Err: adapters.Permanent(fmt.Errorf("build request: %w", err))}
+		return 0, &EndpointError{Endpoint: ep.Name, Err: adapters.Permanent(fmt.Errorf("build request: %w", err))}
 	}
 	req.Header = ep.header.Clone()
 	ts := p.cfg.now()
@@ -391,7 +418,7 @@ func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Mess
 		took := time.Since(start)
 		p.observe(ep, msg, ts, took, 0, e)
 		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "err", e.Err, "duration", took)
-		return e
+		return 0, e
 	}
 	defer func() { _ = resp.Body.Close() }()
 	// Read (a bounded amount of) the body so the connection can be reused;
@@ -404,10 +431,10 @@ func (p *Publisher) deliver(ctx context.Context, ep *endpoint, msg adapters.Mess
 	p.observe(ep, msg, ts, took, resp.StatusCode, e)
 	if e != nil {
 		p.log.Debug("webhook: delivery failed", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "err", e.Err, "duration", took)
-		return e
+		return resp.StatusCode, e
 	}
 	p.log.Debug("webhook: delivered", "endpoint", ep.Name, "id", msg.ID, "status", resp.StatusCode, "duration", took)
-	return nil
+	return resp.StatusCode, nil
 }
 
 // observe reports one attempt to the WithAttemptObserver func, if any.

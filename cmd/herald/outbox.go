@@ -34,7 +34,7 @@ func outboxCmd(e env) *cobra.Command {
 	f := &outboxFlags{}
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "Inspect the outbox, replay dead letters, purge delivered or dead rows",
+		Short: "Inspect the outbox and its delivery log, replay dead letters, purge delivered or dead rows",
 		Long: "Operator tools for the outbox table. They work on the live table while relays run:\n" +
 			"retry and purge change rows in short batches, so they never hold locks for long.\n" +
 			"--output json prints one JSON document on stdout, for scripts.",
@@ -51,7 +51,7 @@ func outboxCmd(e env) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVarP(&f.config, "config", "c", "", "YAML config file (HERALD_* environment variables override it)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "text (tables for people) or json (one document, for scripts)")
-	cmd.AddCommand(outboxStatsCmd(e, f), outboxListCmd(e, f), outboxRetryCmd(e, f), outboxPurgeCmd(e, f))
+	cmd.AddCommand(outboxStatsCmd(e, f), outboxListCmd(e, f), outboxRetryCmd(e, f), outboxPurgeCmd(e, f), outboxAttemptsCmd(e, f))
 	return cmd
 }
 

@@ -1018,7 +1018,7 @@ func TestSchemaFollowsConfigKeys(t *testing.T) {
 			t.Errorf("config key %s is a %s, values.schema.json says %s", key, known[key], node.yamlType())
 		}
 	}
-	for _, block := range []string{"database", "nats", "sqs", "servicebus", "webhook", "relay", "log", "enricher", "tracing", "subscriptions"} {
+	for _, block := range []string{"database", "nats", "sqs", "servicebus", "webhook", "relay", "delivery_log", "log", "enricher", "tracing", "subscriptions"} {
 		var walk func(prefix string, n schemaNode)
 		walk = func(prefix string, n schemaNode) {
 			for _, name := range slices.Sorted(maps.Keys(n.Properties)) {

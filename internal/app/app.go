@@ -178,6 +178,8 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 		}
 		mux.Handle(subscriptions.AdminPrefix, admin)
 		mux.Handle(subscriptions.AdminPrefix+"/", admin)
+		mux.Handle(AttemptsPath, requireToken(a.Config.HTTP.AdminToken, a.log,
+			&attemptsHandler{store: a.Store, secrets: a.secrets, log: a.log, now: time.Now}))
 	}
 	return mux, nil
 }
@@ -315,6 +317,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		producer.WithDeadLetterPolicy(policy),
 		producer.WithLogger(log),
 	}
+	if cfg.DeliveryLog.Enabled {
+		// Every relay, webhook endpoints' included, logs its attempts. An
+		// answer may quote what the config holds (a broker URL's
+		// password, a receiver echoing a header): the log stores none.
+		relayOpts = append(relayOpts, producer.WithDeliveryLog(secrets.Text))
+	}
 	tp, stopTracing, err := tracerProvider(ctx, cfg.Tracing)
 	if err != nil {
 		return nil, err
@@ -334,10 +342,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 	if a.Routing, err = NewRouting(ctx, cfg, a.DB, log); err != nil {
 		return nil, err
 	}
-	// Only the main relay prunes kept delivered rows, since pruning covers
-	// the whole table, and only it fans events out to the other
-	// destinations: writers write every event once, for main.
-	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)), producer.WithRouter(a.Routing))
+	// Only the main relay prunes kept delivered rows and the delivery log,
+	// since pruning covers the whole table, and only it fans events out to
+	// the other destinations: writers write every event once, for main.
+	a.Relay = newRelay(cfg.Main(), a.Publisher, producer.WithDeliveredRetention(retention(cfg.Relay)), producer.WithRouter(a.Routing),
+		producer.WithDeliveryLogRetention(cfg.DeliveryLog.Retention))
 	a.Relays = []*producer.Relay{a.Relay}
 	for _, d := range cfg.Destinations {
 		pub, err := connectAdapter(ctx, d, log.With("destination", d.Name), secrets, a.announceDisabled(d))

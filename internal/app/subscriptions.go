@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
 	"github.com/heraldhq/herald/pkg/subscriptions"
+	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
 // SubscriptionStore returns the store of the webhook endpoints registered
@@ -309,11 +311,18 @@ func (f *fleet) startRelay(ctx context.Context, e subscriptions.Endpoint, now ti
 		log.Error("webhook endpoint cannot be delivered to", "error", err)
 		return
 	}
-	relay := producer.New(f.app.Store.ForDestination(dest), pub, append(slices.Clone(f.opts),
+	relayOpts := append(slices.Clone(f.opts),
 		producer.WithObserver(f.app.Metrics.Relay(dest)),
 		producer.WithRetrySchedule(cfg.RetrySchedule...),
 		producer.WithMaxAttempts(len(cfg.RetrySchedule)+1),
-		producer.WithLogger(log))...)
+		producer.WithLogger(log))
+	if f.app.Config.DeliveryLog.Enabled {
+		// A receiver may echo the request in its answer: the endpoint's
+		// own header values, URL tokens and secrets stay out of the log as
+		// the config's do.
+		relayOpts = append(relayOpts, producer.WithDeliveryLog(endpointSecrets(f.app.secrets, e).Text))
+	}
+	relay := producer.New(f.app.Store.ForDestination(dest), pub, relayOpts...)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &endpointRelay{revision: e.Revision, reload: e.NextExpiry(now), pub: pub, relay: relay, stop: stop, done: make(chan struct{})}
 	go func() {
@@ -326,6 +335,20 @@ func (f *fleet) startRelay(ctx context.Context, e subscriptions.Endpoint, now ti
 	f.running[e.Name] = r
 	f.mu.Unlock()
 	log.Info("delivering to webhook endpoint", "url", redact.URL(e.URL), "destination", dest)
+}
+
+// endpointSecrets is config's secrets and those of a stored endpoint.
+func endpointSecrets(config *redact.Secrets, e subscriptions.Endpoint) *redact.Secrets {
+	known := &redact.Secrets{}
+	known.Merge(config)
+	known.AddURL(e.URL)
+	for _, v := range e.Headers {
+		known.Add(v)
+	}
+	for _, sec := range e.Secrets {
+		known.Add(sec.Value, strings.TrimPrefix(sec.Value, webhooks.SecretPrefix))
+	}
+	return known
 }
 
 func (f *fleet) stopRunning(name string) {

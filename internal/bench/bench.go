@@ -460,7 +460,7 @@ func (b *bench) close(ctx context.Context) error {
 // relayOptions are what `herald serve` gives its relay, from relay.*.
 func (b *bench) relayOptions(i int) []producer.Option {
 	r := b.cfg.Relay
-	return []producer.Option{
+	opts := []producer.Option{
 		producer.WithName(fmt.Sprintf("herald-bench-%s-%d", b.runID, i+1)),
 		producer.WithBatchSize(r.BatchSize),
 		producer.WithPollInterval(r.PollInterval),
@@ -470,6 +470,12 @@ func (b *bench) relayOptions(i int) []producer.Option {
 		producer.WithShutdownTimeout(r.ShutdownTimeout),
 		producer.WithLogger(b.log),
 	}
+	if b.cfg.DeliveryLog.Enabled {
+		// serve logs every attempt by default; what that costs is part of
+		// the relay's figure (delivery_log.enabled: false measures without).
+		opts = append(opts, producer.WithDeliveryLog(b.cfg.Secrets().Text))
+	}
+	return opts
 }
 
 // benchData is an event's data: about the size of a portal event's.
@@ -524,6 +530,7 @@ func (b *bench) setup() Setup {
 		Relays:         b.opts.Relays,
 		BatchSize:      b.cfg.Relay.BatchSize,
 		Ordering:       b.cfg.Relay.Ordering,
+		DeliveryLog:    b.cfg.DeliveryLog.Enabled,
 		KeepDelivered:  b.cfg.Relay.KeepDelivered,
 		PartitionKeys:  max(b.opts.Keys, 0),
 		EventBytes:     len(payload),

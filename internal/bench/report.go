@@ -35,6 +35,7 @@ type Setup struct {
 	BatchSize     int    `json:"batch_size"`
 	Ordering      bool   `json:"ordering"`
 	KeepDelivered bool   `json:"keep_delivered"`
+	DeliveryLog   bool   `json:"delivery_log"`
 	PartitionKeys int    `json:"partition_keys"`
 	EventBytes    int    `json:"event_bytes"`
 	// ReferenceBatch is the reference relay's rows per transaction,
@@ -206,8 +207,8 @@ func (r Report) WriteText(w io.Writer) error {
 	if s.PartitionKeys > 0 {
 		keys = group(s.PartitionKeys) + " partition keys"
 	}
-	p.f("  relays    %d; relay.batch_size %d, ordering %s, keep_delivered %t; %s; %d-byte events\n",
-		s.Relays, s.BatchSize, onOff(s.Ordering), s.KeepDelivered, keys, s.EventBytes)
+	p.f("  relays    %d; relay.batch_size %d, ordering %s, keep_delivered %t, delivery_log %s; %s; %d-byte events\n",
+		s.Relays, s.BatchSize, onOff(s.Ordering), s.KeepDelivered, onOff(s.DeliveryLog), keys, s.EventBytes)
 	p.f("  wake-up   %s\n", s.Wakeup)
 	p.f("  machine   %d CPUs (GOMAXPROCS %d), %s\n\n", s.CPUs, s.GOMAXPROCS, s.GoVersion)
 	r.writePhases(p)

@@ -392,8 +392,13 @@ func (s *Store) ParkedKeys(ctx context.Context, buckets []int) ([]string, error)
 // an operator may have dead-lettered or purged one meanwhile, and that
 // decision stands. Nothing is fenced by owner: recording that the broker
 // acknowledged a row is right whoever does it.
-func (s *Store) Record(ctx context.Context, outcomes []Outcome) error {
-	if len(outcomes) == 0 {
+//
+// attempts, when given, go into the delivery log (Attempts) in the same
+// transaction, so the log holds an attempt if and only if its outcome was
+// stored. They may include attempts without an outcome: one to a destination
+// that was down as a whole changes no row.
+func (s *Store) Record(ctx context.Context, outcomes []Outcome, attempts ...Attempt) error {
+	if len(outcomes) == 0 && len(attempts) == 0 {
 		return nil
 	}
 	delivered := make([]any, 0, len(outcomes))
@@ -417,6 +422,9 @@ WHERE seq = ? AND state = 'pending'`, o.Err.Error(), s.d.encodeTime(o.RetryAt), 
 			if err != nil {
 				return fmt.Errorf("record failure of row %d: %w", o.Seq, err)
 			}
+		}
+		if err := s.insertAttempts(tx, attempts); err != nil {
+			return err
 		}
 		if len(delivered) == 0 {
 			return nil

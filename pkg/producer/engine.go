@@ -32,7 +32,7 @@ type engine struct {
 	breaker breaker
 
 	toPublish chan []outbox.Row
-	toRecord  chan []outbox.Outcome
+	toRecord  chan recordBatch
 	// inflight counts batches read and not yet recorded; recorded gets a
 	// signal each time one is.
 	inflight atomic.Int64
@@ -74,7 +74,7 @@ func newEngine(r *Relay) *engine {
 		holds:     holds{until: map[string]time.Time{}},
 		parked:    parked{keys: map[string]bool{}},
 		toPublish: make(chan []outbox.Row, 1),
-		toRecord:  make(chan []outbox.Outcome, 1),
+		toRecord:  make(chan recordBatch, 1),
 		recorded:  make(chan struct{}, 1),
 	}
 }
@@ -443,19 +443,51 @@ func (e *engine) renew(ctx context.Context) error {
 func (e *engine) publishStage(ctx context.Context) {
 	for rows := range e.toPublish {
 		if ctx.Err() != nil {
-			e.toRecord <- nil
+			e.toRecord <- recordBatch{}
 			continue
 		}
 		e.toRecord <- e.publishBatch(ctx, rows)
 	}
 }
 
+// recordBatch is what one published batch hands the recorder: the rows'
+// outcomes and, with the delivery log, the attempts to log with them.
+type recordBatch struct {
+	outcomes []outbox.Outcome
+	attempts []outbox.Attempt
+}
+
+// logAttempt adds an attempt at row to the batch's delivery log when the
+// relay keeps one. Its number is the row's attempts + 1 whether or not the
+// outcome counts one: an unavailable destination's does not, and the next
+// attempt carries the same number.
+func (e *engine) logAttempt(b *recordBatch, row outbox.Row, outcome outbox.AttemptOutcome, res adapters.Result, answer error,
+	at time.Time, took time.Duration,
+) {
+	cfg := &e.r.cfg
+	if !cfg.deliveryLog {
+		return
+	}
+	a := outbox.Attempt{At: at, Destination: row.Destination, EventID: row.EventID, EventType: row.EventType,
+		Number: row.Attempts + 1, Outcome: outcome, Status: res.Status, Latency: took}
+	if answer != nil {
+		// Redacted whole, before the store cuts it to size: a secret cut
+		// in two would no longer be recognised.
+		a.Answer = answer.Error()
+		if cfg.redact != nil {
+			a.Answer = cfg.redact(a.Answer)
+		}
+	}
+	b.attempts = append(b.attempts, a)
+}
+
 // publishBatch publishes the rows that may go now and returns their
-// outcomes. With ordering, once a key's row fails or is left unsent, none of
+// outcomes, and with the delivery log their attempts. With ordering, once
+// a key's row fails or is left unsent, none of
 // its later rows goes out until a pass reads the key from its head again.
 // Only an event's own failure becomes an outcome that spends an attempt; a
 // destination-wide fault opens the breaker and leaves every row as it was.
-func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.Outcome {
+func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) recordBatch {
 	cfg := &e.r.cfg
 	ordered := e.store.Ordered()
 	now := time.Now()
@@ -474,7 +506,11 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 				e.holds.wakeAt(now)
 			}
 		}
-		return nil
+		return recordBatch{}
+	}
+	var batch recordBatch
+	if cfg.deliveryLog {
+		batch.attempts = make([]outbox.Attempt, 0, len(rows))
 	}
 	outcomes := make([]outbox.Outcome, 0, len(rows))
 	msgs := make([]adapters.Message, 0, len(rows))
@@ -499,7 +535,11 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			// Rows written with plain SQL skip outbox.Write's validation:
 			// quarantine a malformed one with the reason rather than hand
 			// consumers something they cannot read.
-			outcomes = append(outcomes, outbox.Outcome{Seq: row.Seq, Err: adapters.Permanent(err), Dead: true})
+			o := outbox.Outcome{Seq: row.Seq, Err: adapters.Permanent(err), Dead: true}
+			outcomes = append(outcomes, o)
+			// Logged although nothing was sent: it is how this event's
+			// story ends, and the log is where an operator looks for it.
+			e.logAttempt(&batch, row, outbox.AttemptDead, adapters.Result{}, o.Err, now, 0)
 			e.r.stats.dead.Add(1)
 			cfg.observer.DeadLettered(row.EventType)
 			cfg.log.Warn("event dead-lettered: invalid payload", "event_id", row.EventID, "error", err)
@@ -512,8 +552,12 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			Payload: row.Payload, TraceParent: ev.TraceParent})
 		sent = append(sent, i)
 	}
+	start := time.Now()
 	results, cut := e.r.tracedPublish(ctx, msgs)
 	now = time.Now()
+	// Adapters report a batch's results together, so the latency logged
+	// is the batch's: from the Publish call to its results.
+	took := now.Sub(start)
 	j := e.judge(ctx, msgs, results, cut, now)
 	for k, res := range results {
 		row := rows[sent[k]]
@@ -530,7 +574,12 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 				continue
 			case notSent, destFault:
 				// Not the event's fault: it stays as it was, and its key
-				// waits for a pass that reads it from its head.
+				// waits for a pass that reads it from its head. A
+				// destination that was down did answer, and that answer
+				// is logged; an event never sent made no attempt.
+				if j.verdicts[k] == destFault {
+					e.logAttempt(&batch, row, outbox.AttemptUnavailable, res, res.Err, start, took)
+				}
 				if keyed(key) {
 					e.holds.add(key, now)
 				} else {
@@ -541,6 +590,14 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 		}
 		o := outbox.Outcome{Seq: row.Seq}
 		e.r.decide(&o, row, res, now)
+		switch {
+		case o.Err == nil:
+			e.logAttempt(&batch, row, outbox.AttemptDelivered, res, nil, start, took)
+		case o.Dead:
+			e.logAttempt(&batch, row, outbox.AttemptDead, res, o.Err, start, took)
+		default:
+			e.logAttempt(&batch, row, outbox.AttemptFailed, res, o.Err, start, took)
+		}
 		switch {
 		case o.Dead && keyed(key):
 			e.deadHead(key, now)
@@ -565,7 +622,8 @@ func (e *engine) publishBatch(ctx context.Context, rows []outbox.Row) []outbox.O
 			cfg.log.Info("destination available again: resuming", "down_for", d.Round(time.Millisecond))
 		}
 	}
-	return outcomes
+	batch.outcomes = outcomes
+	return batch
 }
 
 // judgement is what one batch's results say.
@@ -646,18 +704,20 @@ func (e *engine) deadHead(key string, now time.Time) {
 // channel. A batch whose outcomes cannot be stored stays pending and is
 // published again: the broker drops the copies.
 func (e *engine) recordStage(ctx context.Context) {
-	for outcomes := range e.toRecord {
-		if len(outcomes) > 0 {
-			e.worked.Add(int64(len(outcomes)))
+	for b := range e.toRecord {
+		if len(b.outcomes) > 0 || len(b.attempts) > 0 {
+			// Attempts alone (a destination found down) are no work done:
+			// the reader must still see the pass as idle.
+			e.worked.Add(int64(len(b.outcomes)))
 			var err error
 			for try := range 3 {
-				if err = e.store.Record(ctx, outcomes); err == nil {
+				if err = e.store.Record(ctx, b.outcomes, b.attempts...); err == nil {
 					break
 				}
 				time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
 			}
 			if err != nil {
-				e.r.cfg.log.Error("relay: recording outcomes failed; the events will be published again", "events", len(outcomes), "error", err)
+				e.r.cfg.log.Error("relay: recording outcomes failed; the events will be published again", "events", len(b.outcomes), "error", err)
 			}
 		}
 		e.inflight.Add(-1)

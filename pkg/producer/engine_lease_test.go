@@ -3,7 +3,6 @@ package producer
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -46,7 +45,7 @@ func TestBatchLeftUnsentHoldsItsKeysForTheRestOfThePass(t *testing.T) {
 	}
 	pub := &sentIDs{}
 	const lease = time.Second
-	r := New(store, pub, WithLease(lease), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	r := New(store, pub, WithLease(lease), WithLogger(slog.New(slog.DiscardHandler)))
 	e := newEngine(r)
 
 	var seq int64
@@ -69,11 +68,11 @@ func TestBatchLeftUnsentHoldsItsKeysForTheRestOfThePass(t *testing.T) {
 
 	ctx := context.Background()
 	e.leases.set([]int{0}, outbox.Buckets, time.Now().Add(-2*lease)) // renewals failing for a whole lease
-	if got := e.publishBatch(ctx, first); len(got) != 0 || len(pub.ids) != 0 {
+	if got := e.publishBatch(ctx, first).outcomes; len(got) != 0 || len(pub.ids) != 0 {
 		t.Fatalf("with the lease lapsed: outcomes %v, published %v; want nothing", got, pub.ids)
 	}
 	e.leases.set([]int{0}, outbox.Buckets, time.Now()) // renewed: the buckets are still ours
-	got := e.publishBatch(ctx, second)
+	got := e.publishBatch(ctx, second).outcomes
 	if len(pub.ids) != 1 || pub.ids[0] != second[1].EventID {
 		t.Fatalf("published %v, want only key c's event %s: key a's second event overtook its first", pub.ids, second[1].EventID)
 	}

@@ -52,6 +52,12 @@ type settings struct {
 	router          outbox.Router
 	deadLetters     DeadLetterPolicy
 	log             *slog.Logger
+
+	// deliveryLog turns the delivery log on; redact is applied to every
+	// answer before it is stored.
+	deliveryLog  bool
+	redact       func(string) string
+	logRetention time.Duration
 }
 
 // DeadLetterPolicy says what a dead-lettered event does to the later events
@@ -191,6 +197,30 @@ func WithDeliveredRetention(d time.Duration) Option {
 	return func(s *settings) { s.retention = d }
 }
 
+// WithDeliveryLog makes the relay record every attempt to deliver an event
+// in the outbox's delivery log (outbox.Store.Attempts), in the transaction
+// that records the attempts' outcomes: delivered, failed, dead, or
+// unavailable when the destination was down as a whole. Events held back
+// behind an earlier one of their key, or never sent, are not attempts.
+// redact is applied to each answer (a broker's error, a receiver's
+// response) before it is stored, so that no credential an error quotes
+// reaches the table; nil stores answers as they are. Off by default: it
+// costs a multi-row INSERT per batch.
+func WithDeliveryLog(redact func(string) string) Option {
+	return func(s *settings) {
+		s.deliveryLog = true
+		s.redact = redact
+	}
+}
+
+// WithDeliveryLogRetention makes the relay delete delivery-log attempts
+// older than d, checking every minute, in batches. One relay per outbox is
+// enough, whether or not it writes the log itself; several may, as deletes
+// are idempotent. 0, the default, prunes nothing.
+func WithDeliveryLogRetention(d time.Duration) Option {
+	return func(s *settings) { s.logRetention = d }
+}
+
 // WithObserver reports the relay's work to o, e.g. Prometheus metrics.
 func WithObserver(o Observer) Option { return func(s *settings) { s.observer = o } }
 
@@ -282,7 +312,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.cfg.log.Info("relay started", "batch_size", r.cfg.batchSize, "lease", r.cfg.lease)
 	defer r.cfg.log.Info("relay stopped")
-	if r.cfg.retention > 0 {
+	if r.cfg.retention > 0 || r.cfg.logRetention > 0 {
 		// Pruning runs beside the publishing loop so that a large first
 		// prune never delays events.
 		var wg sync.WaitGroup
@@ -292,17 +322,33 @@ func (r *Relay) Run(ctx context.Context) error {
 	return newEngine(r).run(ctx)
 }
 
-// prune deletes delivered rows past the retention until ctx ends.
+// pruneBatch is how many attempts one pruning statement deletes: short
+// enough never to hold locks a relay would notice.
+const pruneBatch = 1000
+
+// prune deletes delivered rows and delivery-log attempts past their
+// retention until ctx ends.
 func (r *Relay) prune(ctx context.Context) {
 	t := time.NewTicker(r.cfg.pruneEvery)
 	defer t.Stop()
 	for {
-		n, err := r.store.Purge(ctx, outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: time.Now().Add(-r.cfg.retention)}, nil)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.cfg.log.Error("prune delivered rows", "error", err)
-		case n > 0:
-			r.cfg.log.Info("pruned delivered rows", "rows", n, "retention", r.cfg.retention)
+		if r.cfg.retention > 0 {
+			n, err := r.store.Purge(ctx, outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: time.Now().Add(-r.cfg.retention)}, nil)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.cfg.log.Error("prune delivered rows", "error", err)
+			case n > 0:
+				r.cfg.log.Info("pruned delivered rows", "rows", n, "retention", r.cfg.retention)
+			}
+		}
+		if r.cfg.logRetention > 0 {
+			n, err := r.store.PruneAttempts(ctx, time.Now().Add(-r.cfg.logRetention), pruneBatch)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.cfg.log.Error("prune the delivery log", "error", err)
+			case n > 0:
+				r.cfg.log.Info("pruned the delivery log", "attempts", n, "retention", r.cfg.logRetention)
+			}
 		}
 		select {
 		case <-ctx.Done():

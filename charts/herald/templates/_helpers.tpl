@@ -78,6 +78,10 @@ destinations:
 relay:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with include "herald.block" .Values.delivery_log | fromYaml }}
+delivery_log:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .Values.log }}
 log:
   {{- toYaml . | nindent 2 }}
