@@ -3,12 +3,10 @@ package servicebus
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald/adapters"
 	"github.com/heraldhq/herald/adapters/adaptertest"
+	"github.com/heraldhq/herald/internal/testservicebus"
 )
 
 // The opt-in end-to-end tests: the real client against a real namespace (or
@@ -72,13 +71,13 @@ func TestConformanceLive(t *testing.T) {
 		// keeps the namespace's host name for TLS (CustomEndpoint only
 		// changes where it dials).
 		OpenDown: func(t *testing.T) adapters.Publisher {
-			proxy := startProxy(t, upstreamOf(t, env.connStr))
+			proxy := testservicebus.ProxyTo(t, upstreamOf(t, env.connStr))
 			p, err := NewFromConnectionString(t.Context(), env.connStr, env.queue, quiet,
-				WithClientOptions(azservicebus.ClientOptions{CustomEndpoint: proxy.addr()}))
+				WithClientOptions(azservicebus.ClientOptions{CustomEndpoint: proxy.Addr()}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxy.stop()
+			proxy.Stop()
 			return p
 		},
 		MaxPayload:     env.maxMessage,
@@ -200,66 +199,4 @@ func upstreamOf(t *testing.T, connStr string) string {
 		return net.JoinHostPort(host, "5672")
 	}
 	return net.JoinHostPort(host, "5671")
-}
-
-// proxy forwards local TCP connections to an upstream address until stopped.
-type proxy struct {
-	ln      net.Listener
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-	stopped bool
-	once    sync.Once
-}
-
-func startProxy(t *testing.T, upstream string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.DialTimeout("tcp", upstream, 10*time.Second)
-			if err != nil {
-				_ = down.Close()
-				continue
-			}
-			p.mu.Lock()
-			if p.stopped { // accepted just as stop ran
-				p.mu.Unlock()
-				_ = down.Close()
-				_ = up.Close()
-				return
-			}
-			p.conns = append(p.conns, down, up)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(up, down); _ = up.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(down, up); _ = down.Close() })
-		}
-	})
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-// stop refuses new connections, cuts the open ones and waits for the
-// forwarding goroutines.
-func (p *proxy) stop() {
-	p.once.Do(func() {
-		_ = p.ln.Close()
-		p.mu.Lock()
-		p.stopped = true
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
 }

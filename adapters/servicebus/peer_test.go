@@ -41,13 +41,13 @@ func TestConformanceAgainstPeer(t *testing.T) {
 			return p, newSessionReader(t, queue)
 		},
 		OpenDown: func(t *testing.T) adapters.Publisher {
-			proxy := startProxy(t, testservicebus.Address())
-			p, err := NewFromConnectionString(t.Context(), viaProxy(testservicebus.ConnectionString(), proxy.addr()),
+			proxy := testservicebus.NewProxy(t)
+			p, err := NewFromConnectionString(t.Context(), proxy.ConnectionString(),
 				testservicebus.Name(t, testservicebus.SessionQueue), quiet, WithSessions(true))
 			if err != nil {
 				t.Fatal(err)
 			}
-			proxy.stop()
+			proxy.Stop()
 			return p
 		},
 		MaxPayload: DefaultMaxMessageSize,
@@ -57,17 +57,6 @@ func TestConformanceAgainstPeer(t *testing.T) {
 		SettleTime:     time.Second,
 		Dedupe:         false,
 	})
-}
-
-// viaProxy points a connection string's endpoint at addr.
-func viaProxy(connStr, addr string) string {
-	parts := strings.Split(connStr, ";")
-	for i, part := range parts {
-		if key, _, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(key), "Endpoint") {
-			parts[i] = "Endpoint=sb://" + addr
-		}
-	}
-	return strings.Join(parts, ";")
 }
 
 // sessionReader reads a session-enabled queue one session at a time, as a
@@ -281,8 +270,8 @@ func TestOpenErrorsAgainstPeer(t *testing.T) {
 // the way to it is cut, without a publish.
 func TestCheckAgainstPeer(t *testing.T) {
 	testservicebus.Require(t)
-	proxy := startProxy(t, testservicebus.Address())
-	p, err := NewFromConnectionString(t.Context(), viaProxy(testservicebus.ConnectionString(), proxy.addr()),
+	proxy := testservicebus.NewProxy(t)
+	p, err := NewFromConnectionString(t.Context(), proxy.ConnectionString(),
 		testservicebus.Name(t, testservicebus.Queue), quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +282,7 @@ func TestCheckAgainstPeer(t *testing.T) {
 	if err := p.Check(ctx); err != nil {
 		t.Fatalf("Check with the peer up: %v", err)
 	}
-	proxy.stop()
+	proxy.Stop()
 	if err := p.Check(ctx); err == nil {
 		t.Fatal("Check passed with the way to the peer cut")
 	} else {

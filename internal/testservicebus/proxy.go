@@ -25,25 +25,31 @@ type Proxy struct {
 func NewProxy(t testing.TB) *Proxy {
 	t.Helper()
 	Require(t)
+	return ProxyTo(t, Address())
+}
+
+// ProxyTo starts a proxy to upstream (host:port), stopped at cleanup: the
+// opt-in tests against a real namespace cut their way to Azure with it.
+func ProxyTo(t testing.TB, upstream string) *Proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Proxy{ln: ln}
-	upstream := Address()
 	p.wg.Go(func() {
 		for {
 			down, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			up, err := net.DialTimeout("tcp", upstream, 5*time.Second)
+			up, err := net.DialTimeout("tcp", upstream, 10*time.Second)
 			if err != nil {
 				_ = down.Close()
 				continue
 			}
 			p.mu.Lock()
-			if p.stopped {
+			if p.stopped { // accepted just as Stop ran
 				p.mu.Unlock()
 				_ = down.Close()
 				_ = up.Close()
@@ -59,13 +65,16 @@ func NewProxy(t testing.TB) *Proxy {
 	return p
 }
 
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
 // ConnectionString is the peer's connection string with the proxy as its
 // endpoint.
 func (p *Proxy) ConnectionString() string {
 	parts := strings.Split(ConnectionString(), ";")
 	for i, part := range parts {
 		if key, _, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(key), "Endpoint") {
-			parts[i] = "Endpoint=sb://" + p.ln.Addr().String()
+			parts[i] = "Endpoint=sb://" + p.Addr()
 		}
 	}
 	return strings.Join(parts, ";")
