@@ -329,25 +329,33 @@ const pruneBatch = 1000
 // prune deletes delivered rows and delivery-log attempts past their
 // retention until ctx ends.
 func (r *Relay) prune(ctx context.Context) {
+	// Each kind of row the relay prunes: how long it is kept, and how.
+	kinds := []struct {
+		what      string
+		retention time.Duration
+		prune     func(before time.Time) (int64, error)
+	}{
+		{"delivered rows", r.cfg.retention, func(before time.Time) (int64, error) {
+			n, err := r.store.Purge(ctx, outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: before}, nil)
+			return int64(n), err
+		}},
+		{"delivery-log attempts", r.cfg.logRetention, func(before time.Time) (int64, error) {
+			return r.store.PruneAttempts(ctx, before, pruneBatch)
+		}},
+	}
 	t := time.NewTicker(r.cfg.pruneEvery)
 	defer t.Stop()
 	for {
-		if r.cfg.retention > 0 {
-			n, err := r.store.Purge(ctx, outbox.PurgeFilter{State: outbox.StateDelivered, OlderThan: time.Now().Add(-r.cfg.retention)}, nil)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				r.cfg.log.Error("prune delivered rows", "error", err)
-			case n > 0:
-				r.cfg.log.Info("pruned delivered rows", "rows", n, "retention", r.cfg.retention)
+		for _, k := range kinds {
+			if k.retention <= 0 {
+				continue
 			}
-		}
-		if r.cfg.logRetention > 0 {
-			n, err := r.store.PruneAttempts(ctx, time.Now().Add(-r.cfg.logRetention), pruneBatch)
+			n, err := k.prune(time.Now().Add(-k.retention))
 			switch {
 			case err != nil && ctx.Err() == nil:
-				r.cfg.log.Error("prune the delivery log", "error", err)
+				r.cfg.log.Error("prune "+k.what, "error", err)
 			case n > 0:
-				r.cfg.log.Info("pruned the delivery log", "attempts", n, "retention", r.cfg.logRetention)
+				r.cfg.log.Info("pruned "+k.what, "rows", n, "retention", k.retention)
 			}
 		}
 		select {
