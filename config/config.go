@@ -199,6 +199,14 @@ type HTTP struct {
 	// endpoints at runtime) and is the bearer token it requires; pass it
 	// as HERALD_HTTP_ADMIN_TOKEN. Empty: no admin API.
 	AdminToken string `koanf:"admin_token"`
+	// ConsoleReadOnly serves the operator console (under /console, on
+	// whenever admin_token is set) without its buttons: every page renders,
+	// every change is refused. For a view shared with people who should
+	// look but not retry or edit.
+	ConsoleReadOnly bool `koanf:"console_read_only"`
+	// ConsoleSampleEvery is how often the console samples each relay's
+	// counters, backlog and broker health for its plots; 0 means 10s.
+	ConsoleSampleEvery time.Duration `koanf:"console_sample_every"`
 }
 
 // Enricher configures how audit records become events.
@@ -361,6 +369,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Database: Database{Driver: "sqlite", DSN: "herald.db"},
+		HTTP:     HTTP{ConsoleSampleEvery: 10 * time.Second},
 		Adapter:  "nats",
 		NATS: NATS{
 			URL:              "embedded",
@@ -513,6 +522,9 @@ func (c Config) ValidateFor(use Use) error {
 		if c.HTTP.AdminToken != "" {
 			bad("http.listen", "required when http.admin_token is set (the admin API needs a listener)")
 		}
+	}
+	if c.HTTP.ConsoleSampleEvery < 0 {
+		bad("http.console_sample_every", "must not be negative (got %s)", c.HTTP.ConsoleSampleEvery)
 	}
 	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
 		bad("http.admin_token", "must be at least 16 characters (got %d)", len(t))

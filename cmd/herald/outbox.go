@@ -19,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/console"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
 
@@ -353,20 +354,7 @@ func oneLine(s string, width int) string {
 
 // humanAge renders a duration as an operator reads it at a glance: the two
 // largest units, 42s, 3m12s, 5h07m, 3d04h.
-func humanAge(d time.Duration) string {
-	d = max(0, d) // the database's and this host's clocks may disagree a little
-	s := int64(d / time.Second)
-	switch {
-	case s < 60:
-		return fmt.Sprintf("%ds", s)
-	case s < 3600:
-		return fmt.Sprintf("%dm%02ds", s/60, s%60)
-	case s < 86400:
-		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
-	default:
-		return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
-	}
-}
+func humanAge(d time.Duration) string { return console.Age(d) }
 
 func outboxRetryCmd(e env, f *outboxFlags) *cobra.Command {
 	var all bool

@@ -996,8 +996,10 @@ func TestSchemaFollowsConfigKeys(t *testing.T) {
 			// The chart renders http.listen from health.port behind
 			// health.enabled, and http.ingest_token from
 			// health.ingestTokenSecret, http.admin_token from
-			// health.adminTokenSecret.
-			if key != "http.listen" && key != "http.ingest_token" && key != "http.admin_token" {
+			// health.adminTokenSecret, and the console's keys from
+			// health.consoleReadOnly and health.consoleSampleEvery.
+			if !slices.Contains([]string{"http.listen", "http.ingest_token", "http.admin_token", "http.console_read_only",
+				"http.console_sample_every"}, key) {
 				t.Errorf("config key %s: the chart cannot set it; add it to values.yaml, values.schema.json and herald.config in templates/_helpers.tpl", key)
 			}
 			continue

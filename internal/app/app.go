@@ -28,6 +28,7 @@ import (
 	sqsadapter "github.com/heraldhq/herald/adapters/sqs"
 	"github.com/heraldhq/herald/adapters/webhook"
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/console"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/enricher"
@@ -79,7 +80,12 @@ type App struct {
 	// enricherOpts trace the ingest endpoint's enrichment when tracing is on.
 	enricherOpts []enricher.Option
 	fleet        *fleet
-	closers      []func() error
+	// console is the operator console, nil without http.admin_token;
+	// publishers are the config destinations' adapters, in order, for its
+	// health checks.
+	console    *console.Console
+	publishers []adapters.Publisher
+	closers    []func() error
 	// main is the main destination as connected, with the embedded
 	// server's URL in place of "embedded".
 	main config.Destination
@@ -125,6 +131,9 @@ func (a *App) Run(ctx context.Context) error {
 		relays.Go(func() { errs[i] = r.Run(ctx) })
 	}
 	relays.Go(func() { a.fleet.Run(ctx) })
+	if a.console != nil {
+		wg.Go(func() { a.console.Run(ctx) })
+	}
 	relays.Wait()
 	return errors.Join(errs...)
 }
@@ -146,19 +155,23 @@ func (a *App) newHTTPHandler() (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", ops)
-	if a.Config.HTTP.IngestToken != "" {
-		eopts, err := EnricherOptions(a.Config, "")
+	observe := a.Metrics.Enriched
+	if a.Config.HTTP.AdminToken != "" {
+		c, err := a.newConsole()
 		if err != nil {
 			return nil, err
 		}
-		// Events are written once, for main, which then fans them out: an
-		// event main would refuse is quarantined instead.
-		sopts := []enricher.SourceOption{enricher.WithObserver(a.Metrics.Enriched), enricher.WithSourceLogger(a.log),
-			enricher.WithMaxEventBytes(limitOf(a.Publisher, a.main))}
-		if a.Portal != nil {
-			sopts = append(sopts, enricher.WithPortal(a.Portal))
+		a.console = c
+		mux.Handle(console.Prefix, c)
+		mux.Handle(console.Prefix+"/", c)
+		observe = func(res enricher.Result) { a.Metrics.Enriched(res); c.ObserveEnriched(res) }
+	}
+	if a.Config.HTTP.IngestToken != "" {
+		e, sopts, err := a.servedEnricher(enricher.WithObserver(observe))
+		if err != nil {
+			return nil, err
 		}
-		ingest, err := enricher.NewIngestHandler(a.DB, enricher.New(append(append(eopts, a.enricherOpts...), enricher.WithLogger(a.log))...), a.Config.HTTP.IngestToken, sopts...)
+		ingest, err := enricher.NewIngestHandler(a.DB, e, a.Config.HTTP.IngestToken, sopts...)
 		if err != nil {
 			return nil, fmt.Errorf("http.ingest_token: %w", err)
 		}
@@ -354,6 +367,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 			return nil, fmt.Errorf("destination %s: %w", d.Name, err)
 		}
 		a.closers = append(a.closers, pub.Close)
+		a.publishers = append(a.publishers, pub)
 		a.Relays = append(a.Relays, newRelay(d, pub))
 	}
 	a.Subscriptions = a.Routing.store
@@ -365,7 +379,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *App, err err
 		fleetOpts = append(fleetOpts, producer.WithTracerProvider(tp, "webhook"))
 	}
 	a.fleet = newFleet(a, a.Routing, fleetOpts)
-	if a.httpListener != nil && cfg.HTTP.IngestToken != "" {
+	// The console's enricher page retries quarantined records too, which
+	// reads the portal.
+	if a.httpListener != nil && (cfg.HTTP.IngestToken != "" || cfg.HTTP.AdminToken != "") {
 		if a.Portal, err = OpenPortal(cfg); err != nil {
 			return nil, err
 		}

@@ -101,6 +101,12 @@ subscriptions:
 {{- if .Values.health.enabled }}
 http:
   listen: ":{{ .Values.health.port }}"
+  {{- if .Values.health.consoleReadOnly }}
+  console_read_only: true
+  {{- end }}
+  {{- with .Values.health.consoleSampleEvery }}
+  console_sample_every: {{ . | quote }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
