@@ -323,6 +323,7 @@ func outboxListCmd(e env, f *outboxFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&pending, "pending", false, "only pending rows (including in flight)")
 	cmd.Flags().BoolVar(&delivered, "delivered", false, "only delivered rows (kept only with keep-delivered)")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "only events of this exact type")
+	cmd.Flags().StringVar(&filter.ErrorContains, "error", "", "only rows whose last error contains this text (any case)")
 	cmd.Flags().StringVar(&filter.Destination, "destination", "", "only rows bound for this destination (main, or a destinations[].name); default all")
 	cmd.Flags().IntVar(&filter.Limit, "limit", 50, "at most this many rows")
 	cmd.Flags().Int64Var(&filter.AfterSeq, "after-seq", 0, "only rows after this seq (the last seq of the previous page)")
@@ -360,20 +361,20 @@ func outboxRetryCmd(e env, f *outboxFlags) *cobra.Command {
 	var all bool
 	filter := outbox.Filter{State: outbox.StateDead}
 	cmd := &cobra.Command{
-		Use:   "retry (--id ID... | --type T | --all) [--destination D]",
+		Use:   "retry (--id ID... | --type T | --error TEXT | --all) [--destination D]",
 		Short: "Make dead rows pending again, with attempts reset, for relays to publish",
 		Long: "Make dead rows pending again: attempts reset to 0, available at once, last error kept as history.\n" +
-			"Pending and delivered rows are never touched. Choose exactly one of --id, --type or --all.",
+			"Pending and delivered rows are never touched. Choose exactly one of --id, --type/--error or --all.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			selectors := 0
-			for _, on := range []bool{len(filter.IDs) > 0, filter.Type != "", all} {
+			for _, on := range []bool{len(filter.IDs) > 0, filter.Type != "" || filter.ErrorContains != "", all} {
 				if on {
 					selectors++
 				}
 			}
 			if selectors != 1 {
-				return usageError{errors.New("retry needs exactly one of --id ID..., --type TYPE or --all")}
+				return usageError{errors.New("retry needs exactly one of --id ID..., --type TYPE and/or --error TEXT, or --all")}
 			}
 			if filter.BatchSize < 1 {
 				return usageError{fmt.Errorf("--batch-size: must be at least 1 (got %d)", filter.BatchSize)}
@@ -408,6 +409,7 @@ func outboxRetryCmd(e env, f *outboxFlags) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&filter.IDs, "id", nil, "retry the dead event with this id (repeat, or separate with commas)")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "retry every dead event of this exact type")
+	cmd.Flags().StringVar(&filter.ErrorContains, "error", "", "retry every dead event whose last error contains this text (any case)")
 	cmd.Flags().StringVar(&filter.Destination, "destination", "", "retry only for this destination (main, or a destinations[].name), e.g. once a partner is back; default all")
 	cmd.Flags().BoolVar(&all, "all", false, "retry every dead event")
 	cmd.Flags().IntVar(&filter.BatchSize, "batch-size", outbox.DefaultBatchSize, "rows changed per statement")

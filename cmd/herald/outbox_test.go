@@ -230,7 +230,11 @@ func TestOutboxJSONOutputParses(t *testing.T) {
 	var retried struct {
 		Retried *int `json:"retried"`
 	}
-	decode(t, herald(ctx, t, nil, "outbox", "retry", "--type", "io.herald.test.thing.created", "--config", o.config, "-o", "json"), &retried)
+	decode(t, herald(ctx, t, nil, "outbox", "retry", "--error", "BROKER SAID YES", "--config", o.config, "-o", "json"), &retried)
+	if retried.Retried == nil || *retried.Retried != 0 {
+		t.Errorf("retry --error matching no dead row = %+v, want 0 retried", retried)
+	}
+	decode(t, herald(ctx, t, nil, "outbox", "retry", "--type", "io.herald.test.thing.created", "--error", "Broker Said", "--config", o.config, "-o", "json"), &retried)
 	if retried.Retried == nil || *retried.Retried != 2 {
 		t.Errorf("retry json = %+v", retried)
 	}
@@ -337,7 +341,8 @@ func TestOutboxBadInvocationsAreUsageErrors(t *testing.T) {
 		want []string
 	}{
 		{"retry without a selector", []string{"retry"}, []string{"--id", "--type", "--all"}},
-		{"retry with two selectors", []string{"retry", "--all", "--type", "io.herald.test.thing.created"}, []string{"exactly one of --id ID..., --type TYPE or --all"}},
+		{"retry with two selectors", []string{"retry", "--all", "--type", "io.herald.test.thing.created"}, []string{"exactly one of --id ID..., --type TYPE and/or --error TEXT, or --all"}},
+		{"retry by error and --all", []string{"retry", "--all", "--error", "refused"}, []string{"exactly one of"}},
 		{"purge without a state", []string{"purge"}, []string{"purge needs --dead or --delivered"}},
 		{"purge with both states", []string{"purge", "--dead", "--delivered"}, []string{"choose one of --dead, --delivered"}},
 		{"purge of pending", []string{"purge", "--pending"}, []string{"unknown flag: --pending"}},

@@ -12,13 +12,8 @@ import (
 	"github.com/heraldhq/herald/pkg/outbox"
 )
 
-// deadPageRows bounds the dead letters one page lists; deadScanRows bounds
-// how many an error-text filter reads to find them, since the outbox
-// filters by destination and type but not by error.
-const (
-	deadPageRows = 200
-	deadScanRows = 20000
-)
+// deadPageRows bounds the dead letters one page lists.
+const deadPageRows = 200
 
 type deadFilter struct {
 	Destination, Type, Error string
@@ -48,31 +43,25 @@ type rowView struct {
 	Key   string // destination|event id, a checkbox's value
 }
 
-// matching walks the dead rows the outbox selects by destination and type,
-// keeping those whose error contains f.Error, up to limit of them.
+// outbox is the filter as the outbox selects it: every condition in SQL,
+// so that "retry all matching" reaches every dead letter, however many.
+func (f deadFilter) outbox() outbox.Filter {
+	return outbox.Filter{State: outbox.StateDead, Destination: f.Destination, Type: f.Type, ErrorContains: f.Error}
+}
+
+// matching returns up to limit dead rows f selects, oldest first, and
+// whether there are more.
 func (c *Console) matching(r *http.Request, f deadFilter, limit int) ([]outbox.Row, bool, error) {
-	var out []outbox.Row
-	after, scanned := int64(0), 0
-	for scanned < deadScanRows {
-		rows, err := c.cfg.Store.ListRows(r.Context(), outbox.Filter{State: outbox.StateDead, Destination: f.Destination,
-			Type: f.Type, AfterSeq: after, Limit: 500})
-		if err != nil {
-			return nil, false, err
-		}
-		for _, row := range rows {
-			if f.Error == "" || strings.Contains(strings.ToLower(row.LastError), strings.ToLower(f.Error)) {
-				if len(out) == limit {
-					return out, true, nil
-				}
-				out = append(out, row)
-			}
-		}
-		if len(rows) < 500 {
-			return out, false, nil
-		}
-		after, scanned = rows[len(rows)-1].Seq, scanned+len(rows)
+	of := f.outbox()
+	of.Limit = limit + 1
+	rows, err := c.cfg.Store.ListRows(r.Context(), of)
+	if err != nil {
+		return nil, false, err
 	}
-	return out, true, nil
+	if len(rows) > limit {
+		return rows[:limit], true, nil
+	}
+	return rows, false, nil
 }
 
 type deadLettersData struct {
@@ -147,14 +136,8 @@ func (c *Console) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 	var n int
 	var err error
 	switch {
-	case r.PostFormValue("all") == "1" && f.Error == "":
-		// The outbox can select these itself, however many there are.
-		n, err = c.cfg.Store.Retry(r.Context(), outbox.Filter{Destination: f.Destination, Type: f.Type}, nil)
 	case r.PostFormValue("all") == "1":
-		var rows []outbox.Row
-		if rows, _, err = c.matching(r, f, deadScanRows); err == nil {
-			n, err = c.retryRows(r, rows)
-		}
+		n, err = c.cfg.Store.Retry(r.Context(), f.outbox(), nil)
 	default:
 		var rows []outbox.Row
 		for _, key := range r.PostForm["selected"] {

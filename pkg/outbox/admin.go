@@ -111,6 +111,9 @@ type Filter struct {
 	Destination string   // "" for every destination
 	Type        string   // an exact event type; "" for every type
 	IDs         []string // event ids; empty for any id. At most MaxFilterIDs.
+	// ErrorContains keeps only rows whose last error contains this text,
+	// compared case-insensitively; "" for any error or none.
+	ErrorContains string
 	// AfterSeq keeps only rows after this seq. To page, pass the last Seq of
 	// one page to get the next.
 	AfterSeq int64
@@ -156,6 +159,12 @@ func (f Filter) conds() (conds, error) {
 	}
 	if f.Type != "" {
 		c = c.and("event_type = ?", f.Type)
+	}
+	if f.ErrorContains != "" {
+		// '!' escapes LIKE's wildcards: backslash would need quoting that
+		// differs between PostgreSQL's and MySQL's string literals.
+		pattern := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(strings.ToLower(f.ErrorContains))
+		c = c.and("LOWER(last_error) LIKE ? ESCAPE '!'", "%"+pattern+"%")
 	}
 	if len(f.IDs) > MaxFilterIDs {
 		return c, fmt.Errorf("%w: %d ids, at most %d per call", ErrInvalidFilter, len(f.IDs), MaxFilterIDs)

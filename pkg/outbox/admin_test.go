@@ -375,11 +375,19 @@ func TestRetryMovesOnlyDeadRowsBackToPending(t *testing.T) {
 				{"all, in batches of two", func([]outbox.Row) outbox.Filter { return outbox.Filter{BatchSize: 2} }, []int{1, 2, 6, 8}},
 				{"limit", func([]outbox.Row) outbox.Filter { return outbox.Filter{Limit: 3, BatchSize: 2} }, []int{1, 2, 6}},
 				{"a type without dead rows", func([]outbox.Row) outbox.Filter { return outbox.Filter{Type: typeGamma} }, nil},
+				{"by error text, in any case", func([]outbox.Row) outbox.Filter { return outbox.Filter{ErrorContains: "REJECTED row 6"} }, []int{6}},
+				{"by error text and type", func([]outbox.Row) outbox.Filter {
+					return outbox.Filter{ErrorContains: "rejected", Type: typeBeta}
+				}, []int{2, 8}},
+				// LIKE's wildcards are text like any other.
+				{"by error text with wildcards", func([]outbox.Row) outbox.Filter { return outbox.Filter{ErrorContains: "broker%row"} }, nil},
+				{"by error text with an underscore", func([]outbox.Row) outbox.Filter { return outbox.Filter{ErrorContains: "row_"} }, nil},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					s := seedOutbox(t, dialect, adminFixture)
 					f := tc.filter(s.rows)
-					if n, err := s.store.Count(ctx, outbox.Filter{State: outbox.StateDead, Type: f.Type, IDs: f.IDs, Limit: f.Limit}); err != nil || n != len(tc.want) {
+					if n, err := s.store.Count(ctx, outbox.Filter{State: outbox.StateDead, Type: f.Type, IDs: f.IDs,
+						ErrorContains: f.ErrorContains, Limit: f.Limit}); err != nil || n != len(tc.want) {
 						t.Errorf("Count of dead rows = %d, %v; want %d", n, err, len(tc.want))
 					}
 					var progress progressLog
