@@ -221,6 +221,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"/endpoints/{name}/disable", c.disableEndpoint)
 	m.HandleFunc("POST "+Prefix+"/endpoints/{name}/rotate", c.rotateEndpoint)
 	m.HandleFunc("POST "+Prefix+"/endpoints/{name}/test", c.testEndpoint)
+	m.HandleFunc("POST "+Prefix+"/endpoints/{name}/remove", c.removeEndpoint)
 	m.HandleFunc("GET "+Prefix+"/enricher", c.enricherPage)
 	m.HandleFunc("POST "+Prefix+"/enricher/retry", c.retryQuarantined)
 	m.HandleFunc("GET "+Prefix+"/events", c.eventStory)

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -222,7 +223,7 @@ func TestReadOnlyRendersNoButtonsAndRefusesEveryChange(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %d", path, resp.StatusCode)
 		}
-		for _, button := range []string{"retry-one", "retry-all", "retry-selected", "ep-add", "ep-test", "ep-disable", "ep-rotate", "ep-save"} {
+		for _, button := range []string{"retry-one", "retry-all", "retry-selected", "ep-add", "ep-test", "ep-disable", "ep-rotate", "ep-save", "ep-remove"} {
 			if strings.Contains(body, `id="`+button+`"`) {
 				t.Errorf("%s shows %s in read-only mode", path, button)
 			}
@@ -236,6 +237,7 @@ func TestReadOnlyRendersNoButtonsAndRefusesEveryChange(t *testing.T) {
 		"/console/endpoints":              {"name": {"other"}, "url": {"https://other.example/"}},
 		"/console/endpoints/shop/rotate":  {},
 		"/console/endpoints/shop/disable": {},
+		"/console/endpoints/shop/remove":  {"confirm": {"shop"}},
 	} {
 		form.Set("csrf", csrf)
 		if resp, _ := do(t, c, http.MethodPost, f.srv.URL+path, form); resp.StatusCode != http.StatusForbidden {
@@ -244,6 +246,59 @@ func TestReadOnlyRendersNoButtonsAndRefusesEveryChange(t *testing.T) {
 	}
 	if row, _ := f.store.ForDestination("main").Get(context.Background(), ev.ID); row.State != outbox.StateDead {
 		t.Fatalf("read-only console changed the row: %s", row.State)
+	}
+}
+
+// Removing an endpoint takes its name typed out, and then discards its
+// outbox rows with it, as the admin API's DELETE does.
+func TestRemoveEndpointNeedsItsNameTyped(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "sqlite", false, nil)
+	if _, err := f.subs.Add(ctx, subscriptions.Endpoint{Name: "shop", URL: "https://shop.example/hook", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	c := client(t)
+	csrf := f.signIn(t, c)
+	remove := func(confirm string) response {
+		t.Helper()
+		resp, _ := do(t, c, http.MethodPost, f.srv.URL+"/console/endpoints/shop/remove", url.Values{"csrf": {csrf}, "confirm": {confirm}})
+		return resp
+	}
+	if resp := remove("sho"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("remove with a wrong name: %d", resp.StatusCode)
+	}
+	if _, err := f.subs.Get(ctx, "shop"); err != nil {
+		t.Fatalf("removed without its name typed: %v", err)
+	}
+	if resp := remove("shop"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/endpoints" {
+		t.Fatalf("remove: %d to %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, err := f.subs.Get(ctx, "shop"); !errors.Is(err, subscriptions.ErrNotFound) {
+		t.Fatalf("after remove: %v, want not found", err)
+	}
+}
+
+// The error filter is the outbox's: the page lists, and "retry all"
+// retries, exactly the dead letters whose error contains the text.
+func TestDeadLetterErrorFilter(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "sqlite", false, nil)
+	gone := f.deadLetter(t, "shop.order.created", map[string]int{"n": 1}, "410 Gone")
+	refused := f.deadLetter(t, "shop.order.created", map[string]int{"n": 2}, "connection refused")
+	c := client(t)
+	csrf := f.signIn(t, c)
+	_, body := do(t, c, http.MethodGet, f.srv.URL+"/console/dead-letters?error=GONE", nil)
+	if !strings.Contains(body, gone.ID) || strings.Contains(body, refused.ID) {
+		t.Fatalf("filtered by error: want only %s listed", gone.ID)
+	}
+	resp, _ := do(t, c, http.MethodPost, f.srv.URL+"/console/dead-letters/retry", url.Values{"csrf": {csrf}, "all": {"1"}, "error": {"gone"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("retry all matching: %d", resp.StatusCode)
+	}
+	for id, want := range map[string]outbox.State{gone.ID: outbox.StatePending, refused.ID: outbox.StateDead} {
+		if row, _ := f.store.ForDestination("main").Get(ctx, id); row.State != want {
+			t.Errorf("%s is %s after retrying those that match \"gone\", want %s", id, row.State, want)
+		}
 	}
 }
 

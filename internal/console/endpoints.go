@@ -199,6 +199,27 @@ func (c *Console) setEnabled(w http.ResponseWriter, r *http.Request, on bool) {
 func (c *Console) enableEndpoint(w http.ResponseWriter, r *http.Request)  { c.setEnabled(w, r, true) }
 func (c *Console) disableEndpoint(w http.ResponseWriter, r *http.Request) { c.setEnabled(w, r, false) }
 
+// removeEndpoint removes an endpoint and its outbox rows, as the admin
+// API's DELETE does, once the operator has typed its name: a click alone
+// should not discard undelivered events.
+func (c *Console) removeEndpoint(w http.ResponseWriter, r *http.Request) {
+	if !c.needEndpoints(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	if strings.TrimSpace(r.PostFormValue("confirm")) != name {
+		c.done(w, r, Prefix+"/endpoints/"+name, "Not removed: type the endpoint's name to confirm.")
+		return
+	}
+	discarded, err := c.cfg.Endpoints.Remove(r.Context(), name)
+	if err != nil {
+		c.endpointError(w, r, "remove the endpoint", err)
+		return
+	}
+	c.changed(r, "remove", name)
+	c.done(w, r, Prefix+"/endpoints", fmt.Sprintf("Endpoint %s removed; %d of its outbox rows discarded.", name, discarded))
+}
+
 func (c *Console) rotateEndpoint(w http.ResponseWriter, r *http.Request) {
 	if !c.needEndpoints(w, r) {
 		return
