@@ -1,16 +1,14 @@
 package app
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/bearer"
 	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/outbox"
 )
@@ -158,13 +156,9 @@ func (h *attemptsHandler) filter(r *http.Request) (outbox.AttemptFilter, string,
 // requireToken lets through only requests with "Authorization: Bearer
 // <token>", as the webhooks admin API does.
 func requireToken(token string, log *slog.Logger, next http.Handler) http.Handler {
-	// Hashed, so that the comparison takes the same time whatever the
-	// length of what a client sends.
-	want := sha256.Sum256([]byte(token))
+	want := bearer.New(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !want.Authorized(r) {
 			log.LogAttrs(r.Context(), slog.LevelWarn, "admin API: unauthorized request",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)

@@ -3,7 +3,6 @@ package console
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"embed"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/bearer"
 	"github.com/heraldhq/herald/internal/redact"
 	"github.com/heraldhq/herald/pkg/enricher"
 	"github.com/heraldhq/herald/pkg/outbox"
@@ -102,7 +102,7 @@ type Config struct {
 // sampler runs in [Console.Run].
 type Console struct {
 	cfg      Config
-	token    [sha256.Size]byte
+	token    bearer.Token
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -172,7 +172,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{
 		cfg:      cfg,
-		token:    sha256.Sum256([]byte(cfg.AdminToken)),
+		token:    bearer.New(cfg.AdminToken),
 		pages:    pages,
 		static:   http.StripPrefix(Prefix+"/static/", http.FileServerFS(static)),
 		sessions: newSessions(cfg.SessionTTL, cfg.Now),

@@ -2,7 +2,6 @@ package enricher
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/heraldhq/herald/internal/bearer"
 	"gorm.io/gorm"
 )
 
@@ -101,13 +101,13 @@ func NewIngestHandler(db *gorm.DB, e *Enricher, token string, opts ...SourceOpti
 	if err != nil {
 		return nil, err
 	}
-	return &ingest{p: p, cfg: cfg, token: []byte(token)}, nil
+	return &ingest{p: p, cfg: cfg, token: bearer.New(token)}, nil
 }
 
 type ingest struct {
 	p     *pipeline
 	cfg   sourceConfig
-	token []byte
+	token bearer.Token
 }
 
 func (h *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -224,13 +224,7 @@ func checkContentType(ct string) string {
 	return ""
 }
 
-func (h *ingest) authorized(r *http.Request) bool {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), h.token) == 1
-}
+func (h *ingest) authorized(r *http.Request) bool { return h.token.Authorized(r) }
 
 // recordField names the first bad field of record i, when the error has one.
 func recordField(i int, err error) string {

@@ -2,8 +2,6 @@ package subscriptions
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/bearer"
 	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
@@ -119,7 +118,7 @@ func NewAdminHandler(store *Store, token string, opts ...AdminOption) (http.Hand
 	if cfg.log == nil {
 		cfg.log = slog.Default()
 	}
-	a := &admin{store: store, token: sha256.Sum256([]byte(token)), cfg: cfg, mux: http.NewServeMux()}
+	a := &admin{store: store, token: bearer.New(token), cfg: cfg, mux: http.NewServeMux()}
 	for _, rt := range []struct {
 		pattern, op string
 		fn          adminFunc
@@ -140,9 +139,7 @@ func NewAdminHandler(store *Store, token string, opts ...AdminOption) (http.Hand
 
 type admin struct {
 	store *Store
-	// token is kept hashed so that the comparison takes the same time
-	// whatever the length of what a client sends.
-	token [sha256.Size]byte
+	token bearer.Token
 	cfg   adminConfig
 	mux   *http.ServeMux
 }
@@ -174,14 +171,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-func (a *admin) authorized(r *http.Request) bool {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1
-}
+func (a *admin) authorized(r *http.Request) bool { return a.token.Authorized(r) }
 
 // unrouted answers a request no route takes with the mux's own verdict
 // (404, or 405 with Allow), in JSON like every other answer.
