@@ -171,13 +171,7 @@ func outboxStatsCmd(e env, f *outboxFlags) *cobra.Command {
 			now := time.Now()
 			total := outbox.TypeStats{}
 			for _, ts := range types {
-				total.Pending += ts.Pending
-				total.InFlight += ts.InFlight
-				total.Dead += ts.Dead
-				total.Delivered += ts.Delivered
-				if !ts.OldestPending.IsZero() && (total.OldestPending.IsZero() || ts.OldestPending.Before(total.OldestPending)) {
-					total.OldestPending = ts.OldestPending
-				}
+				total.Add(ts)
 			}
 			if f.json() {
 				doc := struct {

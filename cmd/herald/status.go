@@ -76,13 +76,7 @@ func statusCmd(e env) *cobra.Command {
 			var total outbox.TypeStats
 			for _, s := range stats {
 				out.Types = append(out.Types, newStatsJSON(s, now))
-				total.Pending += s.Pending
-				total.InFlight += s.InFlight
-				total.Dead += s.Dead
-				total.Delivered += s.Delivered
-				if !s.OldestPending.IsZero() && (total.OldestPending.IsZero() || s.OldestPending.Before(total.OldestPending)) {
-					total.OldestPending = s.OldestPending
-				}
+				total.Add(s)
 			}
 			out.Total = newStatsJSON(total, now)
 			for _, r := range recent {

@@ -150,13 +150,7 @@ func (c *Console) backlogs(ctx context.Context) (map[string]outbox.TypeStats, er
 	for _, s := range stats {
 		t := out[s.Destination]
 		t.Destination = s.Destination
-		t.Pending += s.Pending
-		t.InFlight += s.InFlight
-		t.Dead += s.Dead
-		t.Delivered += s.Delivered
-		if !s.OldestPending.IsZero() && (t.OldestPending.IsZero() || s.OldestPending.Before(t.OldestPending)) {
-			t.OldestPending = s.OldestPending
-		}
+		t.Add(s)
 		out[s.Destination] = t
 	}
 	return out, nil

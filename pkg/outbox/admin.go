@@ -50,6 +50,18 @@ type TypeStats struct {
 	OldestPending time.Time
 }
 
+// Add counts o's rows in t, keeping the older of the oldest pending: the
+// totals of several types or destinations.
+func (t *TypeStats) Add(o TypeStats) {
+	t.Pending += o.Pending
+	t.InFlight += o.InFlight
+	t.Dead += o.Dead
+	t.Delivered += o.Delivered
+	if !o.OldestPending.IsZero() && (t.OldestPending.IsZero() || o.OldestPending.Before(t.OldestPending)) {
+		t.OldestPending = o.OldestPending
+	}
+}
+
 // TypeStats counts rows per destination, event type and state, ordered by
 // destination and type.
 func (s *Store) TypeStats(ctx context.Context) ([]TypeStats, error) {

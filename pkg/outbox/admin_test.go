@@ -542,3 +542,20 @@ func rowsEqual(a, b outbox.Row) bool {
 		a.PartitionKey == b.PartitionKey && string(a.Payload) == string(b.Payload) && a.State == b.State &&
 		a.Attempts == b.Attempts && a.LastError == b.LastError
 }
+
+// Totals keep the oldest pending of all, and ignore a type with none.
+func TestTypeStatsAdd(t *testing.T) {
+	older, newer := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	var total outbox.TypeStats
+	for _, s := range []outbox.TypeStats{
+		{Pending: 2, InFlight: 1, OldestPending: newer},
+		{Dead: 3},
+		{Pending: 1, Delivered: 4, OldestPending: older},
+	} {
+		total.Add(s)
+	}
+	want := outbox.TypeStats{Pending: 3, InFlight: 1, Dead: 3, Delivered: 4, OldestPending: older}
+	if total != want {
+		t.Errorf("total = %+v, want %+v", total, want)
+	}
+}
