@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/heraldhq/herald/pkg/outbox"
 	"github.com/heraldhq/herald/pkg/producer"
 	"github.com/heraldhq/herald/pkg/subscriptions"
-	"github.com/heraldhq/herald/pkg/webhooks"
 )
 
 // SubscriptionStore returns the store of the webhook endpoints registered
@@ -342,12 +340,7 @@ func endpointSecrets(config *redact.Secrets, e subscriptions.Endpoint) *redact.S
 	known := &redact.Secrets{}
 	known.Merge(config)
 	known.AddURL(e.URL)
-	for _, v := range e.Headers {
-		known.Add(v)
-	}
-	for _, sec := range e.Secrets {
-		known.Add(sec.Value, strings.TrimPrefix(sec.Value, webhooks.SecretPrefix))
-	}
+	known.Add(e.SecretValues()...)
 	return known
 }
 

@@ -44,12 +44,7 @@ func (c *Console) redactorOf(e subscriptions.Endpoint) func(string) string {
 	known := &redact.Secrets{}
 	known.Merge(c.cfg.Secrets)
 	known.AddURL(e.URL)
-	for _, v := range e.Headers {
-		known.Add(v)
-	}
-	for _, s := range e.Secrets {
-		known.Add(s.Value, strings.TrimPrefix(s.Value, "whsec_"))
-	}
+	known.Add(e.SecretValues()...)
 	return known.Text
 }
 

@@ -163,6 +163,20 @@ func (e Endpoint) NextExpiry(now time.Time) time.Time {
 	return next
 }
 
+// SecretValues are the values a message about e must not quote: its
+// header values and its signing secrets, with and without their prefix.
+// The URL's credentials and tokens are the redactor's to find (AddURL).
+func (e Endpoint) SecretValues() []string {
+	out := make([]string, 0, len(e.Headers)+2*len(e.Secrets))
+	for _, v := range e.Headers {
+		out = append(out, v)
+	}
+	for _, s := range e.Secrets {
+		out = append(out, s.Value, strings.TrimPrefix(s.Value, webhooks.SecretPrefix))
+	}
+	return out
+}
+
 // Redacted returns a copy fit for a listing or a log line: the URL without
 // credentials or query, header values hidden. Secrets hide themselves.
 func (e Endpoint) Redacted() Endpoint {
